@@ -1,0 +1,148 @@
+"""Build the student notebooks from the solved ones: ``genimg notebooks``.
+
+``solutions/NN_slug.ipynb`` is the single source of truth. For each of them this
+writes ``notebooks/NN_slug.ipynb`` where
+
+* every block between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes
+  ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` (same indentation);
+* the exercise cell gets nbgrader metadata ``solution: true`` with the exercise's
+  function name as ``grade_id``, and the check cell after it (the one calling
+  ``check.NAME(...)``) gets ``grade: true``, ``locked: true`` and the exercise's points;
+* outputs and execution counts are removed, and the notebook is nbformat 4.5
+  (cell ids) with the ``python3`` kernel.
+
+The same clean-up (no outputs, ids, kernel) is applied to ``solutions/`` itself.
+``--check`` writes nothing and reports every notebook that differs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+DEF_RE = re.compile(r"^def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
+CHECK_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+NBGRADER_SCHEMA = 3
+
+
+class BuildError(ValueError):
+    """A solution notebook breaks the exercise format; the message names the file and cell."""
+
+
+def find_course_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` that holds ``solutions/``."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "solutions").is_dir():
+            return folder
+    raise FileNotFoundError(f"No 'solutions/' folder at or above {start}; run this from the course folder "
+                            "or pass --root.")
+
+
+def strip_solutions(source: str, where: str = "") -> str:
+    """Replace each BEGIN/END SOLUTION block with the stub, keeping the block's indentation."""
+    out, inside, indent = [], False, ""
+    for number, line in enumerate(source.splitlines(), 1):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise BuildError(f"{where} line {number}: '{BEGIN}' inside another solution block")
+            inside, indent = True, line[: len(line) - len(line.lstrip())]
+            out.extend(indent + s for s in STUB)
+        elif stripped == END:
+            if not inside:
+                raise BuildError(f"{where} line {number}: '{END}' without '{BEGIN}'")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise BuildError(f"{where}: '{BEGIN}' is never closed by '{END}'")
+    return "\n".join(out)
+
+
+def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: int | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": NBGRADER_SCHEMA,
+            "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """No outputs, no execution counts, nbformat 4.5 with cell ids, the python3 kernel."""
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    for i, cell in enumerate(nb.cells):
+        cell.setdefault("id", f"cell-{i}")
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("nbgrader", None)  # rewritten from the package for student notebooks
+        if cell.cell_type != "code":
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+    return nb
+
+
+def student_version(solution: nbformat.NotebookNode, name: str = "") -> nbformat.NotebookNode:
+    """The student notebook for one solved notebook (which is left unchanged)."""
+    from genimg_course.exercises import EXERCISES
+
+    nb = clean(nbformat.from_dict(solution))
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"{name} cell {i} (id {cell.get('id')})"
+        if BEGIN in cell.source:
+            funcs = DEF_RE.findall(cell.source)
+            if not funcs:
+                raise BuildError(f"{where}: a solution block must sit inside a function (def NAME(...))")
+            cell.source = strip_solutions(cell.source, where)
+            cell.metadata["nbgrader"] = _nbgrader(funcs[0], solution=True, grade=False, locked=False)
+        elif (calls := [c for c in CHECK_RE.findall(cell.source) if c in EXERCISES]):
+            points = sum(EXERCISES[c].points for c in calls)
+            cell.metadata["nbgrader"] = _nbgrader(f"check_{calls[0]}", solution=False, grade=True, locked=True,
+                                                  points=points)
+    return nb
+
+
+@dataclass
+class Change:
+    path: Path
+    why: str
+
+
+def build(root: Path, check: bool = False) -> list[Change]:
+    """Write (or, with ``check``, only compare) ``notebooks/`` and the cleaned ``solutions/``."""
+    solutions, students = root / "solutions", root / "notebooks"
+    sources = sorted(solutions.glob("*.ipynb"))
+    if not sources:
+        raise FileNotFoundError(f"No notebooks in {solutions}")
+    changes: list[Change] = []
+    wanted: dict[Path, str] = {}
+    for src in sources:
+        try:
+            nb = nbformat.read(src, as_version=4)
+        except Exception as err:  # noqa: BLE001 - any parse error is reported with the file name
+            raise BuildError(f"{src}: not a readable notebook ({err})") from None
+        wanted[src] = nbformat.writes(clean(nbformat.from_dict(nb))) + "\n"
+        wanted[students / src.name] = nbformat.writes(student_version(nb, src.name)) + "\n"
+    for path, text in wanted.items():
+        if not path.exists():
+            changes.append(Change(path, "missing"))
+        elif path.read_text(encoding="utf-8") != text:
+            changes.append(Change(path, "out of date" if path.parent == students else "has outputs or metadata to clean"))
+    for extra in sorted(set(students.glob("*.ipynb")) - set(wanted)):
+        changes.append(Change(extra, "has no solution in solutions/"))
+    if not check:
+        students.mkdir(exist_ok=True)
+        for change in changes:
+            if change.path in wanted:
+                change.path.write_text(wanted[change.path], encoding="utf-8")
+    return changes

@@ -1,0 +1,128 @@
+"""Device, seeds and hardware profiles: the first cell of every notebook.
+
+One notebook runs everywhere: ``setup()`` picks the device (CUDA, then Apple
+MPS, then CPU) and a *profile* that scales the work (see COURSE_DESIGN.md):
+
+=======  ==================================  ===========================================
+profile  chosen when                         purpose
+=======  ==================================  ===========================================
+ci       ``GENIMG_PROFILE=ci``               every cell runs in seconds on 2 CPU cores
+cpu      no CUDA (laptop, Binder)            results worth looking at within minutes
+gpu      CUDA present (Colab, lab machine)   full-size training, mixed precision
+=======  ==================================  ===========================================
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+PROFILE_ENV = "GENIMG_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much work a lesson does. Lessons read these; they never hard-code them."""
+
+    epochs: int  # passes over the training set for a lesson's main model
+    batch_size: int  # images per optimisation step
+    n_train: int | None  # cap on training images (None: the whole split)
+    n_samples: int  # images generated for sample grids
+    n_eval: int  # images generated for metrics (FID and friends)
+    n_shapes: int  # size of the procedurally generated "shapes" training set
+    amp: bool  # mixed precision (only ever used on CUDA)
+    num_workers: int = 0  # DataLoader workers; 0 avoids the notebook hangs of spawned workers
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(epochs=1, batch_size=64, n_train=512, n_samples=16, n_eval=200, n_shapes=512, amp=False),
+    "cpu": Profile(epochs=10, batch_size=64, n_train=None, n_samples=64, n_eval=1000, n_shapes=5000, amp=False),
+    "gpu": Profile(epochs=50, batch_size=128, n_train=None, n_samples=64, n_eval=5000, n_shapes=20000, amp=True),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """What ``setup()`` chose: the device, the profile's name and its settings."""
+
+    profile: str
+    device: torch.device
+    seed: int
+    settings: Profile
+
+    def __getattr__(self, name):
+        # run.epochs, run.batch_size ... read straight from the profile's settings.
+        # (Only called for names that are not fields of Run itself.)
+        settings = object.__getattribute__(self, "settings")
+        if name in {f.name for f in fields(settings)}:
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def as_dict(self) -> dict:
+        return {"profile": self.profile, "device": str(self.device), "seed": self.seed, **asdict(self.settings)}
+
+    def __str__(self) -> str:
+        s = self.settings
+        return (
+            f"profile={self.profile} device={self.device} seed={self.seed} | "
+            f"epochs={s.epochs} batch_size={s.batch_size} n_train={s.n_train or 'all'} "
+            f"n_samples={s.n_samples} n_eval={s.n_eval}"
+        )
+
+
+def pick_device() -> torch.device:
+    """CUDA if present, then Apple's MPS, then the CPU. A missing GPU is never an error."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_profile(profile: str | None, device: torch.device) -> tuple[str, str]:
+    """Return (profile name, why it was chosen). ``GENIMG_PROFILE`` always wins."""
+    env = os.environ.get(PROFILE_ENV, "").strip()
+    if env:
+        name, why = env.lower(), f"from {PROFILE_ENV}"
+    elif profile:
+        name, why = str(profile).lower(), "asked for"
+    else:
+        name = "gpu" if device.type == "cuda" else "cpu"
+        why = f"auto: {'CUDA found' if name == 'gpu' else 'no CUDA'}"
+    if name not in PROFILES:
+        source = f"{PROFILE_ENV}={env!r}" if env else f"profile={profile!r}"
+        raise ValueError(f"Unknown profile in {source}. Valid profiles: {', '.join(PROFILES)}.")
+    return name, why
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so a lesson gives the same pictures twice."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def setup(seed: int = 0, profile: str | None = None, device: str | torch.device | None = None,
+          verbose: bool = True) -> Run:
+    """Pick the device and profile, seed every RNG, and print one line saying what was chosen.
+
+    ``profile`` is ``"ci"``, ``"cpu"`` or ``"gpu"`` (default: ``gpu`` when CUDA is present,
+    else ``cpu``); the ``GENIMG_PROFILE`` environment variable overrides it.
+    ``device`` forces a device (``"cpu"``, ``"cuda"``, ``"mps"``); default: the best available.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"setup(seed=...) must be an int, got {seed!r}")
+    dev = torch.device(device) if device is not None else pick_device()
+    name, why = resolve_profile(profile, dev)
+    seed_everything(seed)
+    run = Run(profile=name, device=dev, seed=seed, settings=PROFILES[name])
+    if verbose:
+        from genimg_course import __version__
+
+        print(f"genimg-course {__version__} | {run} ({why})")
+    return run
