@@ -154,6 +154,9 @@ class Exercise:
         except NotDone:
             return CheckResult(self.name, "not attempted", t.passed, t.passed + len(t.failures) + 1,
                                ["the function still raises NotImplementedError"])
+        except Exception as err:  # noqa: BLE001 - a result so unexpected that a later test could not use it
+            t.failures.append(f"input: the tests after the last one reported\n    the check could not use your "
+                              f"result ({type(err).__name__}: {err})")
         status = "failed" if t.failures else "passed"
         return CheckResult(self.name, status, t.passed, t.passed + len(t.failures), t.failures)
 

@@ -92,6 +92,7 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def student_version(solution: nbformat.NotebookNode, name: str = "") -> nbformat.NotebookNode:
     """The student notebook for one solved notebook (which is left unchanged)."""
+    from genimg_course import check  # noqa: F401 - importing it declares every exercise
     from genimg_course.exercises import EXERCISES
 
     nb = clean(nbformat.from_dict(solution))

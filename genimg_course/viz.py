@@ -102,8 +102,8 @@ def compare(*images, titles=None, value_range=None, histograms: bool = True, siz
     if len(titles) != len(images):
         raise ValueError(f"compare got {len(images)} images but {len(titles)} titles")
     rows = 2 if histograms else 1
-    fig, axes = plt.subplots(rows, len(images), figsize=(size * len(images), size * (1.6 if histograms else 1)),
-                             squeeze=False, gridspec_kw={"height_ratios": [2.2, 1] if histograms else [1]})
+    fig, axes = plt.subplots(rows, len(images), figsize=(size * len(images), size * (1.2 if histograms else 0.75)),
+                             squeeze=False, gridspec_kw={"height_ratios": [1.6, 1] if histograms else [1]})
     for i, (img, title) in enumerate(zip(images, titles)):
         x = to_unit_range(_as_batch(img)[0], value_range)
         _imshow(axes[0, i], x, title)

@@ -1,0 +1,116 @@
+"""Every exercise's check passes the reference, and fails wrong answers with specific feedback."""
+
+import pytest
+import torch
+
+from genimg_course import check, preprocess
+from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors
+
+
+def _luma_mean(x):
+    w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    g = (x * w).sum(-3, keepdim=True) if x.shape[-3] == 3 else x
+    return g.mean(dim=(-3, -2, -1), keepdim=True)
+
+
+def _not_done(*args, **kwargs):
+    raise NotImplementedError()
+
+
+# Wrong answers a student could plausibly write: each must fail its check.
+WRONG = {
+    "adjust_contrast": {
+        "mean of RGB instead of gray": lambda x, c: (x.mean() + c * (x - x.mean())).clamp(0, 1),
+        "no clipping": lambda x, c: _luma_mean(x) + c * (x - _luma_mean(x)),
+        "one mean for the whole batch": lambda x, c: (_luma_mean(x).mean() + c * (x - _luma_mean(x).mean())).clamp(0, 1),
+        "forgot to return": lambda x, c: None,
+        "in place": lambda x, c: x.mul_(c).clamp_(0, 1),
+    },
+    "contrast_stretch": {
+        "global min/max instead of per channel": lambda x, low=0, high=100: (x - x.min()) / (x.max() - x.min()),
+        "ignores the percentiles": lambda x, low=0, high=100: preprocess.contrast_stretch(x),
+        "no clipping": lambda x, low=0, high=100: (x - torch.quantile(x.flatten(-2), low / 100, -1, True)[..., None])
+        / (torch.quantile(x.flatten(-2), high / 100, -1, True) - torch.quantile(x.flatten(-2), low / 100, -1, True))[..., None],
+    },
+    "gray_world": {
+        "identity": lambda x, eps=1e-6: x,
+        "divides by the channel mean only": lambda x, eps=1e-6: (x / x.mean(dim=(-2, -1), keepdim=True)).clamp(0, 1),
+        "means over the whole batch": lambda x, eps=1e-6: (x * x.mean() / x.mean(dim=(0, -2, -1) if x.ndim == 4 else (-2, -1),
+                                                                              keepdim=True)).clamp(0, 1),
+        "no clipping": lambda x, eps=1e-6: x * x.mean(dim=(-3, -2, -1), keepdim=True) / x.mean(dim=(-2, -1), keepdim=True),
+        "drops a dimension": lambda x, eps=1e-6: preprocess.gray_world(x)[..., 0, :, :],
+    },
+    "normalize": {
+        "to [0, 2]": lambda x, mean=0.5, std=0.5: x * 2,
+        "ignores per-channel mean/std": lambda x, mean=0.5, std=0.5: (x - 0.5) / 0.5,
+        "multiplies by std": lambda x, mean=0.5, std=0.5: (x - torch.as_tensor(mean).reshape(-1, 1, 1))
+        * torch.as_tensor(std).reshape(-1, 1, 1),
+        "returns an int tensor": lambda x, mean=0.5, std=0.5: ((x - 0.5) / 0.5).long(),
+    },
+}
+
+
+def test_every_exercise_has_wrong_answers_to_fail():
+    assert set(WRONG) == set(EXERCISES), "add wrong answers here for every new exercise"
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_reference_passes(name, capsys):
+    ex = EXERCISES[name]
+    fn = getattr(check, name)
+    assert fn(ex.reference, strict=True) is ex.reference
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,label", [(n, w) for n in sorted(WRONG) for w in WRONG[n]])
+def test_wrong_answer_fails(name, label, capsys):
+    ex, wrong = EXERCISES[name], WRONG[name][label]
+    result = ex.evaluate(wrong)
+    assert result.status == "failed", f"{name}: wrong answer '{label}' passed the check"
+    assert all(m.startswith("input: ") for m in result.failures)
+    # the notebook goes on with the reference, saying so
+    assert getattr(check, name)(wrong, strict=False) is ex.reference
+    out = capsys.readouterr().out
+    assert "❌" in out and "reference implementation" in out
+    with pytest.raises(ExerciseFailed, match=name):
+        getattr(check, name)(wrong, strict=True)
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_not_done_returns_reference_or_raises_in_strict_mode(name, capsys, monkeypatch):
+    ex = EXERCISES[name]
+    assert getattr(check, name)(_not_done, strict=False) is ex.reference
+    assert "not done yet" in capsys.readouterr().out
+    assert ex.evaluate(_not_done).status == "not attempted"
+    monkeypatch.setenv("GENIMG_STRICT", "1")
+    with pytest.raises(ExerciseFailed):
+        getattr(check, name)(_not_done)
+
+
+def test_feedback_is_specific(capsys):
+    check.gray_world(WRONG["gray_world"]["drops a dimension"])
+    out = capsys.readouterr().out
+    assert "expected shape (3, 6, 6), got shape (6, 6)" in out
+    check.adjust_contrast(WRONG["adjust_contrast"]["forgot to return"])
+    assert "None (did you forget to `return` the result?)" in capsys.readouterr().out
+    check.adjust_contrast(WRONG["adjust_contrast"]["in place"])
+    assert "changed its input tensor in place" in capsys.readouterr().out
+    check.normalize(lambda x, mean=0.5, std=0.5: 1 / 0)
+    assert "raised ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_compare_tensors_messages():
+    e = torch.zeros(2, 3)
+    assert compare_tensors(e.clone(), e) is None
+    assert "expected shape (2, 3), got shape (3, 2)" in compare_tensors(torch.zeros(3, 2), e)
+    got = e.clone()
+    got[1, 2] = 0.5
+    msg = compare_tensors(got, e)
+    assert "1 of 6 positions" in msg and "index (1, 2): expected 0.0000, got 0.5000" in msg
+    assert "NaN" in compare_tensors(torch.full((2, 3), float("nan")), e)
+    assert "expected a tensor" in compare_tensors([0.0], e)
+
+
+def test_points_are_declared():
+    assert all(isinstance(ex.points, int) and ex.points > 0 for ex in EXERCISES.values())
+    assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
