@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# Jupyter refuses to run as root (containers, some cloud VMs) unless told to.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # nbval: lax mode (only cells marked # NBVAL_CHECK_OUTPUT compare outputs), in this environment's kernel,
 # with a modest per-cell timeout (nbval waits out the whole timeout when a kernel dies).
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
@@ -16,7 +18,7 @@ $(BIN)/genimg: pyproject.toml
 	touch $(BIN)/genimg
 
 lab: $(BIN)/genimg  ## create .venv, install the course, start JupyterLab in notebooks/
-	cd notebooks && ../$(BIN)/jupyter lab $(ARGS)
+	cd notebooks && ../$(BIN)/jupyter lab $(ROOT_FLAG) $(ARGS)
 
 test: unit nbval  ## the whole suite: unit tests, then every notebook under nbval (profile ci)
 

@@ -3,8 +3,10 @@
     python benchmarks/bench_notebooks.py --profile ci        # what CI runs
     python benchmarks/bench_notebooks.py --profile cpu       # what a laptop / Binder student runs
 
-Each notebook runs top to bottom in a fresh kernel (nbclient), with GENIMG_PROFILE set;
-a thread samples the kernel's resident memory (psutil) every 50 ms for the peak.
+In the ci profile each notebook first runs under nbval exactly as `make test` runs it
+(pytest wall time, kernel start included). Then it runs top to bottom in a fresh kernel
+(nbclient) with GENIMG_PROFILE set, while a thread samples the kernel's resident memory
+(psutil) every 50 ms for the peak.
 Prints a Markdown table for benchmarks/RESULTS.md.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -60,6 +64,19 @@ def run_notebook(path: Path) -> tuple[float, float]:
     return seconds, monitor["m"].peak / 2**20
 
 
+def run_nbval(path: Path) -> float:
+    """Seconds for pytest --nbval-lax on one notebook, as `make test` runs it (kernel start included)."""
+    env = dict(os.environ, GENIMG_STRICT="1" if path.parent.name == "solutions" else "0")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+           "--nbval-cell-timeout=120", "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), str(path)]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"nbval failed on {path}:\n{result.stdout[-3000:]}")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu"])
@@ -73,12 +90,13 @@ def main() -> None:
           f"{os.cpu_count()} CPUs | torch {torch.__version__} | "
           f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
     print(f"profile: {args.profile}\n")
-    print("| notebook | wall time (s) | peak kernel memory (MiB) |")
-    print("|---|---:|---:|")
+    print("| notebook | nbval wall time (s) | execution time (s) | peak kernel memory (MiB) |")
+    print("|---|---:|---:|---:|")
     for folder in args.folders:
         for path in sorted((ROOT / folder).glob("*.ipynb")):
+            nbval = f"{run_nbval(path):.1f}" if args.profile == "ci" else "-"
             seconds, mib = run_notebook(path)
-            print(f"| {folder}/{path.name} | {seconds:.1f} | {mib:.0f} |", flush=True)
+            print(f"| {folder}/{path.name} | {nbval} | {seconds:.1f} | {mib:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

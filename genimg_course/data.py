@@ -38,6 +38,7 @@ ONLINE_DATASETS = {
     "fashion-mnist": "Zalando's Fashion-MNIST, 1x28x28, 10 classes (download, about 30 MB)",
     "cifar10": "CIFAR-10 photographs, 3x32x32, 10 classes (download, about 170 MB)",
 }
+ALIASES = {"cifar-10": "cifar10", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist"}
 SPLITS = ("train", "test", "all")
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "ring", "star")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -104,6 +105,7 @@ def load_dataset(name: str, split: str = "train", image_size: int | None = None,
             raise ValueError("load_dataset('folder') needs a path: load_dataset('folder:PATH') or folder=PATH")
         return load_folder(path, image_size=image_size or 32, channels=channels or 3)
     key = name.lower().replace("_", "-")
+    key = ALIASES.get(key, key)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for dataset {name!r}. Valid splits: {', '.join(SPLITS)}.")
     if channels not in (None, 1, 3):

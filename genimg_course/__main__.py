@@ -1,0 +1,7 @@
+"""``python -m genimg_course ...`` is the ``genimg`` command."""
+
+import sys
+
+from genimg_course.cli import main
+
+sys.exit(main())
