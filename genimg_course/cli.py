@@ -1,4 +1,4 @@
-"""The ``genimg`` command: ``genimg doctor``, ``genimg notebooks [--check]``."""
+"""The ``genimg`` command: doctor, notebooks, train, sample."""
 
 from __future__ import annotations
 
@@ -61,6 +61,73 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Train a model of the course; write DIR/model.pt, DIR/history.json and DIR/samples.png."""
+    import json
+    import time
+
+    import torch
+    from torchvision.utils import save_image
+
+    import genimg_course
+    from genimg_course.checkpoint import save_checkpoint
+    from genimg_course.data import load_dataset
+    from genimg_course.training import images_of
+    from genimg_course.zoo import EPOCHS, MODELS, build_model, default_config
+
+    run = genimg_course.setup(seed=args.seed, profile=args.profile)
+    dataset = load_dataset(args.dataset, split="train")
+    images = images_of(dataset, run.n_train)
+    family = MODELS[args.model]
+    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:])))
+    epochs = args.epochs if args.epochs is not None else EPOCHS[run.profile][args.model]
+    if epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    print(f"training {args.model} ({family.about}) on {args.dataset}: {len(images)} images, {epochs} epochs")
+    start = time.perf_counter()
+    history = family.train(model, images, run, epochs, args.seed)
+    seconds = time.perf_counter() - start
+    out = Path(args.out)
+    extra = {"epochs": epochs, "seconds": round(seconds, 2), "profile": run.profile, "seed": args.seed}
+    if hasattr(model, "_code_scale"):
+        extra["code_scale"] = float(model._code_scale)
+    save_checkpoint(out / "model.pt", model, args.dataset, extra)
+    (out / "history.json").write_text(json.dumps({**extra, "history": history}, indent=1))
+    samples = model.sample(run.n_samples, torch.Generator().manual_seed(args.seed)).cpu()
+    save_image((samples + 1) / 2, out / "samples.png", nrow=8)
+    last = {k: round(v[-1], 4) for k, v in history.items() if v}
+    print(f"done in {seconds:.1f} s; last {last}; wrote {out / 'model.pt'}, history.json, samples.png")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    """Write N generated images: a float32 array (N, C, H, W) in [0, 1] (.npy) or a grid (.png)."""
+    import numpy as np
+    import torch
+    from torchvision.utils import save_image
+
+    from genimg_course.checkpoint import load_checkpoint
+    from genimg_course.runtime import pick_device
+
+    out = Path(args.out)
+    if out.suffix not in (".npy", ".png"):
+        raise ValueError(f"--out must end in .npy (an array of images) or .png (a grid), got {str(out)!r}")
+    if args.n < 1:
+        raise ValueError(f"-n must be at least 1, got {args.n}")
+    device = torch.device(args.device) if args.device else pick_device()
+    model, payload = load_checkpoint(args.checkpoint, device=device)
+    g = torch.Generator().manual_seed(args.seed)
+    chunks = [model.sample(min(500, args.n - i), g).float().cpu() for i in range(0, args.n, 500)]
+    images = ((torch.cat(chunks) + 1) / 2).clamp(0, 1)  # (N, C, H, W) in [0, 1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, images.numpy().astype(np.float32))
+    else:
+        save_image(images, out, nrow=max(1, int(args.n**0.5)))
+    print(f"wrote {args.n} {payload['family']} samples of shape {tuple(images.shape[1:])} to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genimg", description="genimg-course: image generation with PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,8 +140,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", help="the course folder (default: the nearest folder holding solutions/)")
     p.set_defaults(func=cmd_notebooks)
 
+    from genimg_course.zoo import MODELS
+
+    p = sub.add_parser("train", help="train a model; writes DIR/model.pt, DIR/history.json, DIR/samples.png")
+    p.add_argument("model", choices=list(MODELS), help="the model family")
+    p.add_argument("--dataset", default="digits", help="digits, shapes, mnist, ... or folder:PATH (default digits)")
+    p.add_argument("--profile", choices=["ci", "cpu", "gpu"], help="the hardware profile (default: automatic)")
+    p.add_argument("--epochs", type=int, help="passes over the data (default: the profile's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate images from a checkpoint (.npy array in [0, 1] or .png grid)")
+    p.add_argument("checkpoint", help="a model.pt written by genimg train")
+    p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--out", required=True, help="FILE.npy (float32 (N, C, H, W) in [0, 1]) or FILE.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    p.set_defaults(func=cmd_sample)
+
     args = parser.parse_args(argv)
-    return args.func(args)
+    from genimg_course.checkpoint import CheckpointError
+    from genimg_course.data import DatasetUnavailableError
+
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, DatasetUnavailableError) as err:
+        print(f"genimg {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

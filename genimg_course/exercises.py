@@ -150,7 +150,8 @@ class Exercise:
         if not callable(fn):
             return CheckResult(self.name, "failed", 0, 1, [f"expected a function, got {describe(fn)}"])
         try:
-            self.tests(t, fn)
+            with torch.random.fork_rng(devices=[]):  # a check never changes the notebook's random stream
+                self.tests(t, fn)
         except NotDone:
             return CheckResult(self.name, "not attempted", t.passed, t.passed + len(t.failures) + 1,
                                ["the function still raises NotImplementedError"])

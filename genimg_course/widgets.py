@@ -1,0 +1,69 @@
+"""Interactive widgets for the notebooks (ipywidgets), with callbacks that tests can drive.
+
+``LatentExplorer``: one slider per latent dimension; moving a slider decodes the new
+z and redraws the image. The redraw is a plain method, ``set(i, value)``, so a test
+(or a notebook without a widget front end) can call it directly.
+"""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from PIL import Image
+
+
+def tensor_to_png(image: torch.Tensor, scale: int = 6) -> bytes:
+    """One image (C, H, W) in [-1, 1] → PNG bytes, enlarged ``scale`` times (nearest neighbour)."""
+    x = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte()  # (C, H, W) uint8
+    array = x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+    pil = Image.fromarray(array)
+    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class LatentExplorer:
+    """Sliders over the first ``dims`` latent dimensions of a VAE, redrawing the decoded image."""
+
+    def __init__(self, model, dims: int = 4, z: torch.Tensor | None = None, limit: float = 3.0, scale: int = 6):
+        import ipywidgets as widgets
+
+        self.model, self.scale = model.eval(), scale
+        z_dim = model.config.z_dim
+        self.z = (z.detach().clone().float().cpu().view(z_dim) if z is not None else torch.zeros(z_dim))
+        self.dims = min(dims, z_dim)
+        _, h, w = model.config.image_shape
+        self.image = widgets.Image(format="png", width=w * scale, height=h * scale)
+        self.sliders = []
+        for i in range(self.dims):
+            slider = widgets.FloatSlider(value=float(self.z[i]), min=-limit, max=limit, step=0.1,
+                                         description=f"z[{i}]", continuous_update=True)
+            slider.observe(lambda change, i=i: self.set(i, change["new"]), names="value")
+            self.sliders.append(slider)
+        self.redraw()
+        self.widget = widgets.HBox([widgets.VBox(self.sliders), self.image])
+
+    @torch.no_grad()
+    def decode(self) -> torch.Tensor:
+        """The decoder's mean at the current z, as an image (C, H, W) in [-1, 1]."""
+        device = next(self.model.parameters()).device
+        return torch.sigmoid(self.model.decode(self.z[None].to(device)))[0].cpu() * 2 - 1
+
+    def redraw(self) -> torch.Tensor:
+        image = self.decode()
+        self.image.value = tensor_to_png(image, self.scale)
+        return image
+
+    def set(self, i: int, value: float) -> torch.Tensor:
+        """Set z[i] = value and redraw (the sliders' callback). Returns the new image."""
+        if not 0 <= i < len(self.z):
+            raise IndexError(f"latent dimension {i} out of range 0..{len(self.z) - 1}")
+        self.z[i] = float(value)
+        return self.redraw()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

@@ -1,0 +1,81 @@
+"""Every model family of the course by its command-line name, and how to train it.
+
+``genimg train MODEL`` and ``load_checkpoint`` use this table; each entry points at
+the model's own module, where the model and its training loop are written out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from genimg_course import mlp, vae
+
+
+@dataclass(frozen=True)
+class Family:
+    model: type  # the nn.Module class
+    config: type  # its configuration dataclass
+    train: Callable  # train(model, images, run, epochs, seed, max_seconds) -> history
+    about: str
+
+
+def _train_ae(model, images, run, epochs, seed, max_seconds=None, progress_bar=True):
+    return mlp.train_autoencoder(model, images, epochs, batch_size=run.batch_size, device=run.device, seed=seed,
+                                 max_seconds=max_seconds, progress_bar=progress_bar)
+
+
+def _train_mmd(model, images, run, epochs, seed, max_seconds=None, progress_bar=True):
+    return mlp.train_mmd_generator(model, images, epochs, batch_size=max(run.batch_size, 256), device=run.device,
+                                   seed=seed, max_seconds=max_seconds, progress_bar=progress_bar)
+
+
+def _train_vae(model, images, run, epochs, seed, max_seconds=None, progress_bar=True):
+    small = len(images) < 10_000  # digits: shift augmentation keeps the VAE from memorising
+    return vae.train_vae(model, images, epochs, batch_size=run.batch_size, device=run.device, seed=seed,
+                         amp=run.amp, augment_shift=2 if small and isinstance(model, vae.ConvVAE) else 0,
+                         max_seconds=max_seconds, progress_bar=progress_bar)
+
+
+MODELS: dict[str, Family] = {
+    "mlp-ae": Family(mlp.MLPAutoencoder, mlp.AutoencoderConfig, _train_ae,
+                     "two-layer MLP autoencoder (lesson 02): reconstructs, but is not a generator"),
+    "mlp-mmd": Family(mlp.MLPGenerator, mlp.GeneratorConfig, _train_mmd,
+                      "MLP generator trained with kernel MMD (lesson 02)"),
+    "vae": Family(vae.MLPVAE, vae.VAEConfig, _train_vae, "MLP VAE, 784-400-20 style (lesson 03)"),
+    "conv-vae": Family(vae.ConvVAE, vae.VAEConfig, _train_vae, "convolutional VAE (lesson 03)"),
+}
+
+# epochs of each family per profile, sized so a lesson trains in minutes on 2 CPU cores
+EPOCHS = {
+    "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1},
+    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 60},
+    "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300},
+}
+
+
+def build_model(family: str, config: dict | None = None) -> torch.nn.Module:
+    """A fresh model of ``family`` from a config dict (lists become tuples, unknown keys are an error)."""
+    if family not in MODELS:
+        raise ValueError(f"Unknown model {family!r}. Valid models: {', '.join(MODELS)}.")
+    spec = MODELS[family]
+    config = dict(config or {})
+    names = {f.name for f in dataclasses.fields(spec.config)}
+    unknown = set(config) - names
+    if unknown:
+        raise ValueError(f"Unknown configuration for {family!r}: {sorted(unknown)}. Valid keys: {sorted(names)}.")
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    if family == "conv-vae":
+        config = {"z_dim": 16, "hidden": 256, **config}
+    return spec.model(spec.config(**config))
+
+
+def default_config(family: str, image_shape, likelihood: str | None = None) -> dict:
+    """The configuration the course trains ``family`` with on images of ``image_shape``."""
+    config = {"image_shape": list(image_shape)}
+    if family in ("vae", "conv-vae"):
+        config["likelihood"] = likelihood or ("bernoulli" if image_shape[0] == 1 else "gaussian")
+    return config
