@@ -1,4 +1,4 @@
-"""The ``genimg`` command: doctor, notebooks, train, sample."""
+"""The ``genimg`` command: doctor, notebooks, train, sample, grade."""
 
 from __future__ import annotations
 
@@ -128,6 +128,34 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_grade(args) -> int:
+    """Grade submitted notebooks; exit 0 only when every submission could be graded."""
+    from genimg_course.grading import Limits, grade_batch, summary_table
+    from genimg_course.notebooks import find_course_root
+
+    root = Path(args.root) if args.root else find_course_root()
+    extra = None
+    if args.extra_tests:
+        extra_path = Path(args.extra_tests)
+        if not extra_path.is_file():
+            raise FileNotFoundError(f"--extra-tests: no file {str(extra_path)!r}")
+        extra = extra_path.read_text(encoding="utf-8")
+        compile(extra, str(extra_path), "exec")  # a syntax error here is the instructor's: report it now
+    for name in ("timeout_cell", "timeout", "memory", "j"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    limits = Limits(timeout_cell=args.timeout_cell, timeout=args.timeout, memory=args.memory)
+    results = grade_batch(args.submissions, Path(args.out), root, limits, jobs=args.j, lesson=args.lesson,
+                          extra_tests=extra)
+    print(summary_table(results))
+    pages = len({r.student for r in results})
+    print(f"\nwrote {Path(args.out) / 'grades.csv'} and {pages} feedback page(s) in {Path(args.out) / 'feedback'}")
+    failed = [r for r in results if not r.graded]
+    if failed:
+        print(f"{len(failed)} submission(s) could not be graded (see the table).", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genimg", description="genimg-course: image generation with PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -159,13 +187,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("grade", help="grade submitted notebooks: DIR/grades.csv and DIR/feedback/STUDENT.html")
+    p.add_argument("submissions", nargs="+", help="notebooks, a folder of them, or a folder per student")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--lesson", help="the lesson being graded, e.g. 01_preprocessing (default: what most are)")
+    p.add_argument("--timeout-cell", type=int, default=60, help="seconds per cell (default 60)")
+    p.add_argument("--timeout", type=int, default=300, help="seconds per notebook (default 300)")
+    p.add_argument("--memory", type=int, default=2048, help="MB of memory per notebook (default 2048)")
+    p.add_argument("-j", type=int, default=1, help="notebooks graded at the same time (default 1)")
+    p.add_argument("--extra-tests", help="a Python file of instructor-only tests: def test_EXERCISE(fn): ...")
+    p.add_argument("--root", help="the course folder holding notebooks/ (default: found from here)")
+    p.set_defaults(func=cmd_grade)
+
     args = parser.parse_args(argv)
     from genimg_course.checkpoint import CheckpointError
     from genimg_course.data import DatasetUnavailableError
 
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, DatasetUnavailableError) as err:
+    except (ValueError, SyntaxError, FileNotFoundError, NotADirectoryError, CheckpointError,
+            DatasetUnavailableError) as err:
         print(f"genimg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,7 @@ The same clean-up (no outputs, ids, kernel) is applied to ``solutions/`` itself.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,23 @@ def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, point
     return meta
 
 
+def compute_checksum(cell) -> str:
+    """nbgrader's checksum of a graded or locked cell (nbgrader.utils.compute_checksum, same fields).
+
+    The grader compares it to tell which protected cells a student changed.
+    """
+    meta = cell.metadata["nbgrader"]
+    m = hashlib.md5()
+    m.update(cell.source.encode("utf-8"))
+    m.update(cell.cell_type.encode("utf-8"))
+    for flag in ("grade", "solution", "locked"):
+        m.update(str(bool(meta.get(flag, False))).encode("utf-8"))
+    m.update(meta["grade_id"].encode("utf-8"))
+    if meta.get("grade"):
+        m.update(str(float(meta["points"])).encode("utf-8"))
+    return m.hexdigest()
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """No outputs, no execution counts, nbformat 4.5 with cell ids, the python3 kernel."""
     nb.nbformat, nb.nbformat_minor = 4, 5
@@ -110,6 +128,7 @@ def student_version(solution: nbformat.NotebookNode, name: str = "") -> nbformat
             points = sum(EXERCISES[c].points for c in calls)
             cell.metadata["nbgrader"] = _nbgrader(f"check_{calls[0]}", solution=False, grade=True, locked=True,
                                                   points=points)
+            cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
     return nb
 
 

@@ -52,7 +52,7 @@ MODELS: dict[str, Family] = {
 # epochs of each family per profile, sized so a lesson trains in minutes on 2 CPU cores
 EPOCHS = {
     "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1},
-    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 60},
+    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100},
     "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300},
 }
 

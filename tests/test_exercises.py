@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from genimg_course import check, preprocess
+import torch.nn.functional as F
+
+from genimg_course import check, mlp, preprocess, vae
 from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors
 
 
@@ -46,6 +48,56 @@ WRONG = {
         "multiplies by std": lambda x, mean=0.5, std=0.5: (x - torch.as_tensor(mean).reshape(-1, 1, 1))
         * torch.as_tensor(std).reshape(-1, 1, 1),
         "returns an int tensor": lambda x, mean=0.5, std=0.5: ((x - 0.5) / 0.5).long(),
+    },
+    "mlp_forward": {
+        "no ReLU": lambda x, W1, b1, W2, b2: (x @ W1.T + b1) @ W2.T + b2,
+        "weights not transposed": lambda x, W1, b1, W2, b2: torch.relu(x @ W1 + b1) @ W2 + b2,
+        "ReLU on the output too": lambda x, W1, b1, W2, b2: torch.relu(torch.relu(x @ W1.T + b1) @ W2.T + b2),
+        "forgot the biases": lambda x, W1, b1, W2, b2: torch.relu(x @ W1.T) @ W2.T,
+    },
+    "reconstruction_loss": {
+        "mean over everything (F.mse_loss)": lambda x_hat, x: F.mse_loss(x_hat, x),
+        "sum over the batch too": lambda x_hat, x: (x_hat - x).pow(2).sum(),
+        "absolute error": lambda x_hat, x: (x_hat - x).abs().flatten(1).sum(1).mean(),
+        "detached with .item()": lambda x_hat, x: torch.tensor((x_hat - x).pow(2).flatten(1).sum(1).mean().item()),
+    },
+    "mmd2": {
+        "only the first sigma": lambda x, y, sigmas=(1.0,): mlp.mmd2(x, y, sigmas[:1]),
+        "distance instead of squared distance": lambda x, y, sigmas=(1.0,): sum(
+            torch.exp(-torch.cdist(a.flatten(1), b.flatten(1)) / (2 * s**2)).mean() * c
+            for s in sigmas for a, b, c in ((x, x, 1), (y, y, 1), (x, y, -2))),
+        "plus instead of minus the cross term": lambda x, y, sigmas=(1.0,): sum(
+            (mlp.gaussian_kernel(x.flatten(1), x.flatten(1), s).mean() + mlp.gaussian_kernel(y.flatten(1), y.flatten(1), s).mean()
+             - mlp.gaussian_kernel(x.flatten(1), y.flatten(1), s).mean()) for s in sigmas),
+        "not flattened": lambda x, y, sigmas=(1.0,): sum(
+            torch.exp(-torch.cdist(a, b).pow(2) / (2 * s**2)).mean() * c
+            for s in sigmas for a, b, c in ((x, x, 1), (y, y, 1), (x, y, -2))),
+    },
+    "reparameterize": {
+        "variance instead of std": lambda mu, logvar: mu + logvar.exp() * torch.randn_like(mu),
+        "logvar as std": lambda mu, logvar: mu + logvar * torch.randn_like(mu),
+        "no noise": lambda mu, logvar: mu,
+        "noise without gradient path": lambda mu, logvar: (mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)).detach(),
+    },
+    "kl_divergence": {
+        "summed over the batch": lambda mu, logvar: vae.kl_divergence(mu, logvar).sum(),
+        "sign error": lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() + logvar - 1).sum(1),
+        "missing the 1/2": lambda mu, logvar: (mu.pow(2) + logvar.exp() - logvar - 1).sum(1),
+        "averaged over dimensions": lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(1),
+    },
+    "elbo": {
+        "plus the KL": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            vae.log_likelihood(x, l, likelihood, sigma) + vae.kl_divergence(mu, lv),
+        "no Gaussian constant (MSE only)": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            (vae.log_likelihood(x, l, likelihood, sigma) if likelihood == "bernoulli" else
+             -((x - torch.sigmoid(l)) ** 2 / (2 * sigma**2)).flatten(1).sum(1)) - vae.kl_divergence(mu, lv),
+        "bernoulli for everything": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            vae.log_likelihood(x, l, "bernoulli") - vae.kl_divergence(mu, lv),
+        "probabilities passed as logits": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            -F.binary_cross_entropy(torch.sigmoid(l).clamp(1e-6, 1 - 1e-6), x, reduction="none").flatten(1).sum(1) * 0.5
+            - vae.kl_divergence(mu, lv),
+        "mean over pixels": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            (-F.binary_cross_entropy_with_logits(l, x, reduction="none").flatten(1).mean(1)) - vae.kl_divergence(mu, lv),
     },
 }
 
@@ -114,3 +166,4 @@ def test_compare_tensors_messages():
 def test_points_are_declared():
     assert all(isinstance(ex.points, int) and ex.points > 0 for ex in EXERCISES.values())
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
+    assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae"}

@@ -1,0 +1,122 @@
+"""Submissions for the grader's tests, built from the released and solved notebook of a lesson."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSON = "01_preprocessing"  # the quickest lesson with exercises
+
+
+def released(lesson: str = LESSON) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "notebooks" / f"{lesson}.ipynb", as_version=4)
+
+
+def answer_sources(lesson: str = LESSON) -> dict[str, str]:
+    """The solved answer cells, with the BEGIN/END markers removed, by exercise name."""
+    from genimg_course.notebooks import BEGIN, END, student_version
+
+    solved = nbformat.read(ROOT / "solutions" / f"{lesson}.ipynb", as_version=4)
+    student = student_version(solved, lesson)
+    answers = {}
+    for s_cell, st_cell in zip(solved.cells, student.cells):
+        grade_id = st_cell.metadata.get("nbgrader", {}).get("grade_id")
+        if st_cell.metadata.get("nbgrader", {}).get("solution"):
+            answers[grade_id] = "\n".join(l for l in s_cell.source.splitlines() if l.strip() not in (BEGIN, END))
+    return answers
+
+
+def solved_submission(lesson: str = LESSON, **replace: str) -> nbformat.NotebookNode:
+    """The released notebook with every answer filled in (or replaced by ``replace[name]``)."""
+    nb = copy.deepcopy(released(lesson))
+    answers = {**answer_sources(lesson), **replace}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = answers[grade_id]
+    return nb
+
+
+def answer_cell(nb, name):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == name)
+
+
+def write(nb, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def build_all(folder: Path) -> dict[str, Path]:
+    """Every case of the grading issue, one notebook per 'student'. Returns {student: path}."""
+    a = answer_sources()
+    cases: dict[str, Path] = {}
+
+    def add(student, nb, name=None):
+        cases[student] = write(nb, folder / student / (name or f"{LESSON}.ipynb"))
+
+    add("full", solved_submission())
+    add("none", released())
+    add("wrong", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x * 1.0\n"))
+    add("loop", solved_submission(normalize=a["normalize"] + "\nwhile True:\n    pass\n"))
+    sleepy = "import time\ntime.sleep(12)\n"
+    add("sleepy", solved_submission(contrast_stretch=a["contrast_stretch"] + "\n" + sleepy,
+                                    gray_world=a["gray_world"] + "\n" + sleepy,
+                                    normalize=a["normalize"] + "\n" + sleepy))
+    add("dies", solved_submission(gray_world="import os\nos._exit(1)\n" + a["gray_world"]))
+    add("hog", solved_submission(contrast_stretch=a["contrast_stretch"] + "\nhog = []\nwhile True:\n"
+                                 "    hog.append(bytearray(50_000_000))\n"))
+    add("flood", solved_submission(adjust_contrast=a["adjust_contrast"] + "\nprint('x' * 100_000_000)\n"))
+    (folder / "badjson").mkdir(parents=True, exist_ok=True)
+    (folder / "badjson" / f"{LESSON}.ipynb").write_text('{"cells": [ {"cell_type": "code", "sou')
+    cases["badjson"] = folder / "badjson" / f"{LESSON}.ipynb"
+    (folder / "empty").mkdir(parents=True, exist_ok=True)
+    (folder / "empty" / f"{LESSON}.ipynb").write_text("")
+    cases["empty"] = folder / "empty" / f"{LESSON}.ipynb"
+    old = nbformat.convert(solved_submission(), 3)
+    (folder / "oldformat").mkdir(parents=True, exist_ok=True)
+    (folder / "oldformat" / f"{LESSON}.ipynb").write_text(nbformat.writes(old, version=3))
+    cases["oldformat"] = folder / "oldformat" / f"{LESSON}.ipynb"
+    shuffled = solved_submission()
+    keep = [c for c in shuffled.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    shuffled.cells = list(reversed(keep))  # every other cell deleted, the answers in reverse order
+    add("shuffled", shuffled)
+    add("renamed", solved_submission(gray_world=a["gray_world"].replace("def gray_world(", "def gray_world_v2(")))
+    add("syntax", solved_submission(contrast_stretch=a["contrast_stretch"].replace("flat = x.flatten(-2)",
+                                                                                   "flat = x.flatten(-2")))
+    add("tamper_check", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x\n\n"
+                                          "check.gray_world = lambda fn, strict=None: fn\n"))
+    add("tamper_tests", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x\n\n"
+                                          "import genimg_course.exercises as E\n"
+                                          "E.EXERCISES['gray_world'].tests = lambda t, fn: None\n"))
+    add("tamper_torch", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x\n\n"
+                                          "vars(__import__('torch'))['allclose'] = lambda *a, **k: True\n"))
+    add("reference", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n"
+                                       "    return preprocess.gray_world(x, eps)\n"))
+    add("reference_hidden", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n"
+                                              "    f = getattr(preprocess, 'gray' + '_world')\n    return f(x)\n"))
+    stripped = json.loads(nbformat.writes(solved_submission()))
+    for cell in stripped["cells"]:
+        cell["metadata"] = {}
+    (folder / "stripped").mkdir(parents=True, exist_ok=True)
+    (folder / "stripped" / f"{LESSON}.ipynb").write_text(json.dumps(stripped))
+    cases["stripped"] = folder / "stripped" / f"{LESSON}.ipynb"
+    dup = solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x\n")
+    cell = answer_cell(dup, "gray_world")
+    fixed = nbformat.v4.new_code_cell(a["gray_world"])
+    dup.cells.insert(dup.cells.index(cell) + 1, fixed)
+    add("duplicate", dup)
+    md = solved_submission()
+    idx = md.cells.index(answer_cell(md, "normalize"))
+    md.cells[idx] = nbformat.v4.new_markdown_cell(md.cells[idx].source)
+    add("markdown", md)
+    add("otherlesson", solved_submission("02_mlp_generator"), name="02_mlp_generator.ipynb")
+    changed = solved_submission()
+    check_cell = next(c for c in changed.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "check_normalize")
+    check_cell.source = "normalize = normalize  # I skipped the check"
+    add("lockedchanged", changed)
+    return cases

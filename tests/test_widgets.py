@@ -1,0 +1,25 @@
+import torch
+
+from genimg_course import vae
+from genimg_course.widgets import LatentExplorer, tensor_to_png
+
+
+def test_latent_explorer_redraws_when_a_slider_moves():
+    torch.manual_seed(0)
+    model = vae.ConvVAE(vae.VAEConfig(image_shape=(1, 28, 28), z_dim=8, hidden=32, channels=4))
+    explorer = LatentExplorer(model, dims=3)
+    assert len(explorer.sliders) == 3
+    before = explorer.image.value
+    explorer.sliders[2].value = 2.5  # what dragging the slider does
+    assert explorer.z[2].item() == 2.5
+    assert explorer.image.value != before and explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    image = explorer.set(0, -1.0)
+    assert image.shape == (1, 28, 28)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.decode(explorer.z[None]))[0] * 2 - 1
+    torch.testing.assert_close(image, expected)
+
+
+def test_tensor_to_png_colour():
+    png = tensor_to_png(torch.zeros(3, 4, 4), scale=2)
+    assert png[:4] == b"\x89PNG"
