@@ -212,7 +212,11 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
                 (n for n in found_notes if "Markdown" in n), f"no code cell defines `{ex.name}` (deleted or renamed?)")))
             continue
         source = answers[0].source
+        defined = defined_functions(source)
         problem = static_problems(source, ex.name, ex.reference)
+        if problem is None and ex.name not in defined:
+            problem = ("missing", f"the answer cell defines {', '.join(f'`{d}`' for d in defined) or 'no function'}"
+                                  f" instead of `{ex.name}` (renamed?); the name must stay `{ex.name}`")
         if problem:
             preset.append(ExerciseResult(ex.name, 0, ex.points, *problem))
             continue  # the released stub stays in place, so the notebook runs on with the reference
@@ -326,8 +330,12 @@ def run_worker(spec_path: str) -> int:
                 try:
                     await client.async_execute_cell(cell, index)
                 except CellTimeoutError:
-                    state["stopped"] = (f"cell {index} ran past its time limit of {client.timeout} s (an endless "
-                                        "loop?); the kernel was stopped, later cells did not run")
+                    if client.timeout < spec["timeout_cell"]:  # cut short by the notebook's own limit
+                        state["stopped"] = (f"the notebook ran past its time limit of {spec['timeout']} s (in cell "
+                                            f"{index}); later cells did not run")
+                    else:
+                        state["stopped"] = (f"cell {index} ran past its time limit of {client.timeout} s (an endless "
+                                            "loop?); the kernel was stopped, later cells did not run")
                     break
                 except DeadKernelError:
                     state["stopped"] = (f"the kernel died in cell {index} (os._exit, a crash, or out of memory); "
@@ -378,6 +386,7 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
     try:
         submission = read_submission(path)
     except (ValueError, OSError) as err:
+        result.notebook = expected or ""
         result.problem = f"{path.name}: {err}"
         return result
     lesson, score = identify_lesson(submission, path, lessons)

@@ -62,9 +62,11 @@ def build_all(folder: Path) -> dict[str, Path]:
     add("full", solved_submission())
     add("none", released())
     add("wrong", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x * 1.0\n"))
+    add("wrong_again", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x * 1.0\n"))
     add("loop", solved_submission(normalize=a["normalize"] + "\nwhile True:\n    pass\n"))
-    sleepy = "import time\ntime.sleep(12)\n"
-    add("sleepy", solved_submission(contrast_stretch=a["contrast_stretch"] + "\n" + sleepy,
+    sleepy = "import time\ntime.sleep(13)\n"  # each cell within its limit, the notebook past its own
+    add("sleepy", solved_submission(adjust_contrast=a["adjust_contrast"] + "\n" + sleepy,
+                                    contrast_stretch=a["contrast_stretch"] + "\n" + sleepy,
                                     gray_world=a["gray_world"] + "\n" + sleepy,
                                     normalize=a["normalize"] + "\n" + sleepy))
     add("dies", solved_submission(gray_world="import os\nos._exit(1)\n" + a["gray_world"]))

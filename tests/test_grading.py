@@ -1,0 +1,205 @@
+"""genimg grade on every kind of submission the grading issue lists, graded as one batch.
+
+The batch runs once (about two minutes with -j 2); each test reads its row. Every case is
+built from the released and the solved notebook of 01_preprocessing (tests/grading_fixtures.py).
+"""
+
+import csv
+import json
+import time
+
+import nbformat
+import pytest
+
+from genimg_course import check, grading  # noqa: F401 - check declares the exercises
+from genimg_course.cli import main
+from genimg_course.exercises import EXERCISES, exercises_for
+from grading_fixtures import LESSON, ROOT, build_all, released, solved_submission
+
+MAX = sum(ex.points for ex in exercises_for(LESSON))
+LIMITS = ["--timeout-cell", "15", "--timeout", "45", "--memory", "1500", "-j", "2"]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("submissions")
+    out = tmp_path_factory.mktemp("graded")
+    cases = build_all(folder)
+    start = time.monotonic()
+    code = main(["grade", str(folder), "--out", str(out), "--lesson", LESSON, "--root", str(ROOT), *LIMITS])
+    seconds = time.monotonic() - start
+    results = {r["student"]: r for r in json.loads((out / "results.json").read_text())}
+    rows = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
+    return {"code": code, "results": results, "rows": rows, "out": out, "cases": cases, "seconds": seconds}
+
+
+def status(batch, student, exercise):
+    e = next(e for e in batch["results"][student]["exercises"] if e["exercise"] == exercise)
+    return e["status"], e["points"], e["message"]
+
+
+def total(batch, student):
+    return sum(e["points"] for e in batch["results"][student]["exercises"])
+
+
+def test_every_case_is_in_the_batch(batch):
+    assert set(batch["results"]) == set(batch["cases"])
+
+
+def test_full_marks_and_none_attempted(batch):
+    assert total(batch, "full") == MAX
+    assert all(e["status"] == "passed" for e in batch["results"]["full"]["exercises"])
+    assert total(batch, "none") == 0
+    assert {e["status"] for e in batch["results"]["none"]["exercises"]} == {"not attempted"}
+
+
+def test_one_wrong_exercise_gets_the_checks_message(batch):
+    s, points, message = status(batch, "wrong", "gray_world")
+    assert (s, points) == ("failed", 0)
+    assert "expected" in message and "got" in message and "input:" in message
+    assert total(batch, "wrong") == MAX - EXERCISES["gray_world"].points
+    fb = (batch["out"] / "feedback" / "wrong.html").read_text()
+    assert "gray_world" in fb and "❌" in fb  # the check cell's own feedback is on the student's page
+
+
+def test_grading_twice_gives_the_same_scores(batch):
+    strip = lambda r: [(e["exercise"], e["points"], e["status"], e["message"]) for e in r["exercises"]]  # noqa: E731
+    assert strip(batch["results"]["wrong"]) == strip(batch["results"]["wrong_again"])
+
+
+def test_endless_loop_is_stopped_and_earlier_exercises_count(batch):
+    r = batch["results"]["loop"]
+    assert "time limit of 15 s" in r["problem"]
+    assert status(batch, "loop", "normalize")[0] == "not graded"
+    assert total(batch, "loop") == MAX - EXERCISES["normalize"].points
+    assert r["seconds"] < 45
+
+
+def test_sleeping_past_the_notebook_limit(batch):
+    r = batch["results"]["sleepy"]
+    assert "notebook ran past its time limit of 45 s" in r["problem"]
+    assert 0 < total(batch, "sleepy") < MAX  # the exercises graded before the limit keep their points
+    assert r["seconds"] < 45 + 30
+
+
+def test_dead_kernel_is_noticed_at_once(batch):
+    r = batch["results"]["dies"]
+    assert "kernel died" in r["problem"]
+    assert status(batch, "dies", "adjust_contrast")[0] == "passed"
+    assert status(batch, "dies", "gray_world")[0] == "not graded"
+    assert r["seconds"] < 30  # not the cell time limit of 15 s on top of a normal run
+
+
+def test_memory_hog_is_stopped_by_the_limit(batch):
+    r = batch["results"]["hog"]
+    assert any("MemoryError" in e for e in r["cell_errors"])
+    assert status(batch, "hog", "adjust_contrast")[0] == "passed"
+
+
+def test_output_flood_is_cut(batch):
+    r = batch["results"]["flood"]
+    assert any("characters of output were cut" in e for e in r["cell_errors"])
+    assert total(batch, "flood") == MAX
+    assert (batch["out"] / "feedback" / "flood.html").stat().st_size < 100_000
+
+
+@pytest.mark.parametrize("student,words", [("badjson", "not valid JSON"), ("empty", "empty")])
+def test_unreadable_files_are_reported(batch, student, words):
+    r = batch["results"][student]
+    assert not r["graded"] and words in r["problem"]
+    row = next(row for row in batch["rows"] if row["student"] == student and row["exercise"] == "TOTAL")
+    assert row["status"] == "not graded" and row["points"] == "0"
+
+
+def test_old_format_reordered_and_stripped_notebooks_get_full_marks(batch):
+    for student in ("oldformat", "shuffled", "stripped"):
+        assert total(batch, student) == MAX, student
+    assert any("nbgrader metadata" in n for n in batch["results"]["stripped"]["notes"])
+
+
+def test_renamed_function_and_syntax_error(batch):
+    s, _, message = status(batch, "renamed", "gray_world")
+    assert s == "missing" and "gray_world_v2" in message
+    s, _, message = status(batch, "syntax", "contrast_stretch")
+    assert s == "failed" and "syntax error" in message and "line" in message
+    assert total(batch, "syntax") == MAX - EXERCISES["contrast_stretch"].points
+
+
+@pytest.mark.parametrize("student", ["tamper_check", "tamper_tests", "tamper_torch"])
+def test_tampering_gains_nothing(batch, student):
+    s, points, message = status(batch, student, "gray_world")
+    assert s == "tampering" and points == 0
+    assert total(batch, student) <= MAX - EXERCISES["gray_world"].points
+
+
+@pytest.mark.parametrize("student", ["reference", "reference_hidden"])
+def test_calling_the_reference_is_not_done(batch, student):
+    s, points, message = status(batch, student, "gray_world")
+    assert s == "reference used" and points == 0 and "reference implementation" in message
+
+
+def test_duplicate_markdown_other_lesson_and_locked_cells(batch):
+    assert total(batch, "duplicate") == MAX
+    assert any("2 cells define it" in n for n in batch["results"]["duplicate"]["notes"])
+    s, _, message = status(batch, "markdown", "normalize")
+    assert s == "missing" and "Markdown" in message
+    other = batch["results"]["otherlesson"]
+    assert not other["graded"] and "02_mlp_generator" in other["problem"] and "by mistake" in other["problem"]
+    assert any("check_normalize was changed" in n for n in batch["results"]["lockedchanged"]["notes"])
+    assert total(batch, "lockedchanged") == MAX
+
+
+def test_reports_and_exit_status(batch):
+    assert batch["code"] == 1  # some submissions could not be graded
+    header = list(batch["rows"][0])
+    assert header == ["student", "notebook", "exercise", "points", "max_points", "status", "message"]
+    totals = [r for r in batch["rows"] if r["exercise"] == "TOTAL"]
+    assert len(totals) == len(batch["cases"])
+    assert len(list((batch["out"] / "feedback").glob("*.html"))) == len(batch["cases"])
+
+
+def test_extra_tests_and_a_clean_batch_exit_zero(tmp_path, capsys):
+    sub = tmp_path / "subs"
+    nbformat.write(solved_submission(), (sub.mkdir() or sub) / "alice_01.ipynb")
+    extra = tmp_path / "extra.py"
+    extra.write_text("def test_normalize(fn):\n    raise AssertionError('hidden test: always fails')\n")
+    code = main(["grade", str(sub), "--out", str(tmp_path / "out"), "--root", str(ROOT), "--extra-tests", str(extra),
+                 "--timeout-cell", "30", "--timeout", "120"])
+    assert code == 0
+    rows = {r["exercise"]: r for r in csv.DictReader(open(tmp_path / "out" / "grades.csv"))}
+    assert rows["normalize"]["status"] == "failed" and "hidden test: always fails" in rows["normalize"]["message"]
+    assert rows["gray_world"]["status"] == "passed"
+    assert rows["TOTAL"]["student"] == "alice"
+    assert "alice" in capsys.readouterr().out
+
+
+def test_student_names():
+    assert grading.student_from_name("alice_01") == "alice"
+    assert grading.student_from_name("bob-03_vae") == "bob"
+    assert grading.student_from_name("carol") == "carol"
+
+
+def test_read_submission_errors(tmp_path):
+    (tmp_path / "a.ipynb").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a Jupyter notebook"):
+        grading.read_submission(tmp_path / "a.ipynb")
+    (tmp_path / "b.ipynb").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError):
+        grading.read_submission(tmp_path / "b.ipynb")
+
+
+def test_identify_lesson():
+    lessons = grading.released_notebooks(ROOT)
+    assert grading.identify_lesson(released(), ROOT / "x.ipynb", lessons)[0] == LESSON
+    assert grading.identify_lesson(released("03_vae"), ROOT / "x.ipynb", lessons)[0] == "03_vae"
+
+
+def test_bad_arguments(tmp_path, capsys):
+    assert main(["grade", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--root", str(ROOT)]) == 2
+    assert "No such file or folder" in capsys.readouterr().err
+    (tmp_path / "x.ipynb").write_text("{}")
+    assert main(["grade", str(tmp_path / "x.ipynb"), "--out", str(tmp_path / "o"), "--root", str(ROOT),
+                 "--lesson", "99_nothing"]) == 2
+    assert "Unknown lesson" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "x.ipynb"), "--out", str(tmp_path / "o"), "--root", str(ROOT),
+                 "--timeout", "0"]) == 2
