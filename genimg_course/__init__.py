@@ -13,6 +13,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-from genimg_course.runtime import PROFILES, Run, setup  # noqa: E402
-
 __all__ = ["PROFILES", "Run", "setup", "__version__"]
+
+
+def __getattr__(name):
+    # Imported on first use, so tools that need no torch (the grader's worker processes) start fast and small.
+    if name in ("PROFILES", "Run", "setup"):
+        from genimg_course import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'genimg_course' has no attribute {name!r}")

@@ -47,6 +47,10 @@ SUSPICIOUS = {  # names whose use in an answer cell means "reaches into the grad
 }
 
 
+# names under which the notebooks import the course's modules
+COURSE_NAMES = {"genimg_course", "check", "preprocess", "mlp", "vae", "exercises", "zoo", "data", "viz"}
+
+
 # ----------------------------------------------------------------------------- results
 @dataclass
 class ExerciseResult:
@@ -175,8 +179,7 @@ def static_problems(source: str, name: str, reference) -> tuple[str, str] | None
                     base = target.value
                     while isinstance(base, (ast.Attribute, ast.Subscript)):
                         base = base.value
-                    if isinstance(base, ast.Name) and base.id in {"check", "genimg_course", "torch", "np", "numpy",
-                                                                  "preprocess", "mlp", "vae", "F", "exercises"}:
+                    if isinstance(base, ast.Name) and base.id in COURSE_NAMES | {"torch", "np", "numpy", "F", "TF"}:
                         return "tampering", (f"the answer cell modifies the course's or a library's code "
                                              f"(`{ast.unparse(target)} = ...`); not graded")
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genimg_course"):
@@ -184,7 +187,11 @@ def static_problems(source: str, name: str, reference) -> tuple[str, str] | None
                 return "reference used", (f"the answer imports the reference implementation "
                                           f"{reference.__module__}.{reference.__name__}; write it yourself")
         if isinstance(node, ast.Attribute) and node.attr in (reference.__name__, "reference"):
-            if not (isinstance(node.value, ast.Name) and node.value.id in {"self"}):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            # only the course's modules: F.normalize or torch.distributions.kl_divergence are other code
+            if isinstance(base, ast.Name) and base.id in COURSE_NAMES:
                 return "reference used", (f"the answer calls `{ast.unparse(node)}`, the course's reference "
                                           "implementation; write the computation yourself")
     return None
@@ -265,17 +272,17 @@ def changed_locked_cells(released: nbformat.NotebookNode, submission: nbformat.N
 
 
 # ----------------------------------------------------------------------------- the worker process
-def _limit_memory(megabytes: int):
-    """In the worker (and so in its kernel, which inherits it): cap the data segment."""
-    def apply():
-        import resource
+def _limit_memory(megabytes: int) -> None:
+    """Cap this process's data segment; the kernel it starts inherits the limit.
 
-        os.setsid()  # its own process group: the parent can kill worker and kernel together
-        limit = megabytes * 2**20
-        # RLIMIT_DATA counts heap and anonymous memory (what arrays use) but not mapped libraries,
-        # so importing torch still works under a limit of a few hundred MB of data.
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    return apply
+    RLIMIT_DATA counts heap and anonymous memory (what arrays use) but not mapped libraries,
+    so importing torch still works, and a runaway allocation fails with MemoryError inside
+    the student's notebook instead of taking the machine down.
+    """
+    import resource
+
+    limit = megabytes * 2**20
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 def run_worker(spec_path: str) -> int:
@@ -287,6 +294,7 @@ def run_worker(spec_path: str) -> int:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     spec = json.loads(Path(spec_path).read_text())
+    _limit_memory(spec["memory"])  # before the kernel starts, so that it inherits the limit
     nb = nbformat.read(spec["notebook"], as_version=4)
     out_path = Path(spec["results"])
     token = spec["token"]
@@ -409,13 +417,13 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
         nb_path, results_path = tmp / f"{lesson}.ipynb", tmp / "results.json"
         nbformat.write(graded, nb_path)
         spec = {"notebook": str(nb_path), "results": str(results_path), "token": token, "cwd": str(tmp),
-                "timeout_cell": limits.timeout_cell, "timeout": limits.timeout}
+                "timeout_cell": limits.timeout_cell, "timeout": limits.timeout, "memory": limits.memory}
         (tmp / "spec.json").write_text(json.dumps(spec))
         env = {**os.environ, "GENIMG_PROFILE": "ci", "GENIMG_STRICT": "0", "MPLBACKEND": "Agg",
                "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         proc = subprocess.Popen([sys.executable, "-m", "genimg_course.grading", "worker", str(tmp / "spec.json")],
                                 cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                preexec_fn=_limit_memory(limits.memory))
+                                start_new_session=True)  # its own process group: killed as a whole
         try:
             proc.wait(timeout=limits.timeout + 30)  # the worker enforces the limit; this is the watchdog
         except subprocess.TimeoutExpired:
@@ -513,7 +521,7 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
     out.mkdir(parents=True, exist_ok=True)
     results: list[SubmissionResult] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade_submission, f, s, lessons, limits, lesson, extra_tests, out)
+        futures = [pool.submit(grade_submission, f, s, lessons, limits, lesson, extra_tests)
                    for s, f in submissions]
         for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
             results.append(future.result())
