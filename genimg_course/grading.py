@@ -518,6 +518,9 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
             if found:
                 votes[found] = votes.get(found, 0) + 1
         lesson = max(votes, key=votes.get) if votes else None
+        if lesson and progress:
+            print(f"grading lesson {lesson} (the lesson of {votes[lesson]} of {len(submissions)} notebooks; "
+                  "--lesson chooses another)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     results: list[SubmissionResult] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

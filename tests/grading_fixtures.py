@@ -64,6 +64,11 @@ def build_all(folder: Path) -> dict[str, Path]:
     add("wrong", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x * 1.0\n"))
     add("wrong_again", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x * 1.0\n"))
     add("loop", solved_submission(normalize=a["normalize"] + "\nwhile True:\n    pass\n"))
+    # a loop that swallows KeyboardInterrupt: only killing the kernel stops it
+    add("stubborn", solved_submission(normalize=a["normalize"] + "\nwhile True:\n    try:\n        pass\n"
+                                      "    except:\n        pass\n"))
+    add("warns", solved_submission(gray_world="import warnings\nwarnings.warn('deprecated!', DeprecationWarning)\n"
+                                   "warnings.warn('a user warning')\n" + a["gray_world"]))
     sleepy = "import time\ntime.sleep(13)\n"  # each cell within its limit, the notebook past its own
     add("sleepy", solved_submission(adjust_contrast=a["adjust_contrast"] + "\n" + sleepy,
                                     contrast_stretch=a["contrast_stretch"] + "\n" + sleepy,

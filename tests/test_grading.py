@@ -67,12 +67,17 @@ def test_grading_twice_gives_the_same_scores(batch):
     assert strip(batch["results"]["wrong"]) == strip(batch["results"]["wrong_again"])
 
 
-def test_endless_loop_is_stopped_and_earlier_exercises_count(batch):
-    r = batch["results"]["loop"]
+@pytest.mark.parametrize("student", ["loop", "stubborn"])
+def test_endless_loop_is_stopped_and_earlier_exercises_count(batch, student):
+    r = batch["results"][student]
     assert "time limit of 15 s" in r["problem"]
-    assert status(batch, "loop", "normalize")[0] == "not graded"
-    assert total(batch, "loop") == MAX - EXERCISES["normalize"].points
+    assert status(batch, student, "normalize")[0] == "not graded"
+    assert total(batch, student) == MAX - EXERCISES["normalize"].points
     assert r["seconds"] < 45
+
+
+def test_warnings_cost_nothing(batch):
+    assert total(batch, "warns") == MAX
 
 
 def test_sleeping_past_the_notebook_limit(batch):
