@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             DatasetUnavailableError) as err:
         print(f"genimg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"genimg {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

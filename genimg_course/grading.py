@@ -47,6 +47,8 @@ SUSPICIOUS = {  # names whose use in an answer cell means "reaches into the grad
 }
 
 
+_RUNNING: set[int] = set()  # process groups of the workers now running (killed on Ctrl-C)
+
 # names under which the notebooks import the course's modules
 COURSE_NAMES = {"genimg_course", "check", "preprocess", "mlp", "vae", "exercises", "zoo", "data", "viz"}
 
@@ -424,6 +426,7 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
         proc = subprocess.Popen([sys.executable, "-m", "genimg_course.grading", "worker", str(tmp / "spec.json")],
                                 cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)  # its own process group: killed as a whole
+        _RUNNING.add(proc.pid)
         try:
             proc.wait(timeout=limits.timeout + 30)  # the worker enforces the limit; this is the watchdog
         except subprocess.TimeoutExpired:
@@ -434,6 +437,7 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
             except ProcessLookupError:
                 pass
             proc.wait()
+            _RUNNING.discard(proc.pid)
         state = json.loads(results_path.read_text()) if results_path.exists() else {
             "results": {}, "errors": [], "outputs": {}, "stopped": "the notebook could not be started"}
     result.graded = True
@@ -526,8 +530,18 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(grade_submission, f, s, lessons, limits, lesson, extra_tests)
                    for s, f in submissions]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
-            results.append(future.result())
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
+                results.append(future.result())
+        except KeyboardInterrupt:  # stop every running notebook now, not when its time limit ends
+            for future in futures:
+                future.cancel()
+            for pgid in list(_RUNNING):
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            raise
     results.sort(key=lambda r: (r.student, r.path))
     write_reports(results, out)
     return results
