@@ -1,4 +1,4 @@
-"""The ``genimg`` command: doctor, notebooks, train, sample, grade."""
+"""The ``genimg`` command: doctor, notebooks, train, sample, eval, grade."""
 
 from __future__ import annotations
 
@@ -128,6 +128,54 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    """Every metric of lesson 05 for a checkpoint (sampled here) or a .npy array of images in [0, 1]."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from genimg_course.checkpoint import load_checkpoint
+    from genimg_course.metrics import evaluate_images
+
+    source = Path(args.source)
+    if source.suffix == ".npy":
+        if not source.is_file():
+            raise FileNotFoundError(f"No file {str(source)!r}")
+        try:
+            array = np.load(source, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{str(source)!r} is not a NumPy array file: {err}") from None
+        if array.ndim != 4:
+            raise ValueError(f"{str(source)!r} holds an array of shape {array.shape}; expected (N, C, H, W)")
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ValueError(f"{str(source)!r}: values must be finite and in [0, 1] (got min {np.nanmin(array):.3g}, "
+                             f"max {np.nanmax(array):.3g}); save images as (x + 1) / 2 if they are in [-1, 1]")
+        dataset = args.dataset or "digits"
+        images = torch.from_numpy(array.astype(np.float32)) * 2 - 1
+        if args.n:
+            images = images[: args.n]
+        what = f"{len(images)} images from {source.name}"
+    else:
+        model, payload = load_checkpoint(source)
+        dataset = args.dataset or payload["dataset"]
+        n = args.n or 1000
+        g = torch.Generator().manual_seed(args.seed)
+        images = torch.cat([model.sample(min(500, n - i), g).float().cpu() for i in range(0, n, 500)])
+        what = f"{n} samples of {payload['family']} ({source.name})"
+    results = evaluate_images(images, dataset)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{what}, against the {results['n_real']} test images of {dataset!r} (classifier features):")
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "inception_score", "classes_present",
+                "largest_class_share", "memorised_fraction", "nn_ratio_median"):
+        value = results[key]
+        print(f"  {key:<20} {value:.4g}" if isinstance(value, float) else f"  {key:<20} {value}")
+    print(f"  {'class histogram':<20} {results['histogram']}")
+    return 0
+
+
 def cmd_grade(args) -> int:
     """Grade submitted notebooks; exit 0 only when every submission could be graded."""
     from genimg_course.grading import Limits, grade_batch, summary_table
@@ -186,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("eval", help="FID, KID, precision/recall, ... for a checkpoint or a .npy of images")
+    p.add_argument("source", help="a model.pt (sampled here) or a .npy array (N, C, H, W) in [0, 1]")
+    p.add_argument("--dataset", help="the dataset to compare with (default: the checkpoint's; digits for .npy)")
+    p.add_argument("-n", type=int, help="number of samples (default 1000 for a checkpoint, all for .npy)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("grade", help="grade submitted notebooks: DIR/grades.csv and DIR/feedback/STUDENT.html")
     p.add_argument("submissions", nargs="+", help="notebooks, a folder of them, or a folder per student")

@@ -26,7 +26,7 @@ def test_setup_returns_device_profile_and_settings(capsys):
 def test_unknown_setting_is_attribute_error():
     run = genimg_course.setup(profile="ci", verbose=False)
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
-        run.nonsense
+        run.nonsense  # noqa: B018 - the attribute access is the test
 
 
 def test_env_variable_wins_over_argument(monkeypatch):

@@ -1,0 +1,108 @@
+"""The course's own feature extractor: a small classifier per offline dataset.
+
+Inception-v3 weights cannot be downloaded offline, so FID and friends use the 128-d
+penultimate features of a small CNN trained on the dataset itself. It is deterministic
+for a seed, trains in seconds on a CPU, and is cached on disk (``data_dir()/classifiers``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genimg_course.data import data_dir, load_dataset
+from genimg_course.vae import random_shift
+
+
+class SmallClassifier(nn.Module):
+    """conv 32 → pool → conv 64 → pool → dense 128 (the features) → classes."""
+
+    def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10, feature_dim: int = 128):
+        super().__init__()
+        c, h, w = image_shape
+        self.body = nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, H/2, W/2)
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, H/4, W/4)
+            nn.Flatten(), nn.Linear(64 * (h // 4) * (w // 4), feature_dim), nn.ReLU(),  # (B, 128)
+        )
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _cache_path(dataset: str, seed: int) -> Path:
+    return data_dir() / "classifiers" / f"{dataset}-seed{seed}.pt"
+
+
+def train_classifier(dataset: str = "digits", seed: int = 0, epochs: int = 15, verbose: bool = True):
+    """Train the feature classifier on the dataset's training split; returns (model, test accuracy)."""
+    torch.manual_seed(seed)
+    kwargs = {"n": 5000} if dataset == "shapes" else {}
+    train = load_dataset(dataset, split="train", **kwargs)
+    test = load_dataset(dataset, split="test", **({"n": 1000} if dataset == "shapes" else {}))
+    model = SmallClassifier(tuple(train.images.shape[1:]), len(train.classes))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(seed)
+    x_all, y_all = train.images, train.labels
+    for _ in range(epochs):
+        perm = torch.randperm(len(x_all), generator=g)
+        for i in range(0, len(x_all), 64):
+            idx = perm[i:i + 64]
+            x = random_shift(x_all[idx], 2, g) if dataset == "digits" else x_all[idx]
+            loss = nn.functional.cross_entropy(model(x), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(test.images).argmax(1) == test.labels).float().mean().item()
+    if verbose:
+        print(f"feature classifier for {dataset!r}: test accuracy {accuracy:.1%} on {len(test)} images")
+    return model, accuracy
+
+
+def get_classifier(dataset: str = "digits", seed: int = 0, verbose: bool = True) -> SmallClassifier:
+    """The cached classifier for ``dataset`` (trained and cached on first use)."""
+    if dataset not in ("digits", "shapes"):
+        raise ValueError(f"The course trains feature classifiers for 'digits' and 'shapes', not {dataset!r}; "
+                         "for other datasets use features='inception' (needs Inception-v3 weights on disk).")
+    path = _cache_path(dataset, seed)
+    if path.exists():
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            model = SmallClassifier(tuple(payload["image_shape"]), payload["num_classes"])
+            model.load_state_dict(payload["state_dict"])
+            if verbose:
+                print(f"feature classifier for {dataset!r}: test accuracy {payload['accuracy']:.1%} (cached)")
+            return model.eval()
+        except Exception:  # noqa: BLE001 - a broken cache is retrained, not fatal
+            pass
+    model, accuracy = train_classifier(dataset, seed, verbose=verbose)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        first = model.body[0]
+        torch.save({"state_dict": model.state_dict(), "accuracy": accuracy, "num_classes": model.head.out_features,
+                    "image_shape": [first.in_channels, *load_dataset(dataset).images.shape[2:]]}, f)
+    os.replace(tmp, path)
+    return model
+
+
+@torch.no_grad()
+def classify(images: torch.Tensor, dataset: str = "digits", batch: int = 500):
+    """(features (N, 128) float64 numpy, class probabilities (N, K)) of images in [-1, 1]."""
+    model = get_classifier(dataset, verbose=False)
+    feats, probs = [], []
+    for x in images.float().split(batch):
+        f = model.features(x)
+        feats.append(f.double())
+        probs.append(torch.softmax(model.head(f), 1).double())
+    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
