@@ -79,3 +79,40 @@ def default_config(family: str, image_shape, likelihood: str | None = None) -> d
     if family in ("vae", "conv-vae"):
         config["likelihood"] = likelihood or ("bernoulli" if image_shape[0] == 1 else "gaussian")
     return config
+
+
+def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbose: bool = True):
+    """The model an earlier lesson saved in ``directory/{family}_{dataset}.pt``, if it was trained in
+    this profile; otherwise train one now (in the current profile) and save it there. Returns the model.
+    """
+    import time
+    from pathlib import Path
+
+    from genimg_course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from genimg_course.data import load_dataset
+    from genimg_course.training import images_of
+
+    path = Path(directory) / f"{family}_{dataset}.pt"
+    if path.exists():
+        try:
+            model, payload = load_checkpoint(path, family=family)
+            if payload.get("extra", {}).get("profile") == run.profile:
+                if verbose:
+                    print(f"{family}: loaded {path} (trained by an earlier lesson, profile {run.profile})")
+                return model
+        except CheckpointError as err:
+            if verbose:
+                print(f"{family}: cannot use {path} ({err}); training a new one")
+    images = images_of(load_dataset(dataset, split="train"), run.n_train)
+    model = build_model(family, default_config(family, tuple(images.shape[1:])))
+    start = time.perf_counter()
+    MODELS[family].train(model, images, run, EPOCHS[run.profile][family], run.seed)
+    model = model.cpu().float().eval()
+    seconds = time.perf_counter() - start
+    extra = {"profile": run.profile, "seconds": round(seconds, 1)}
+    if hasattr(model, "_code_scale"):
+        extra["code_scale"] = float(model._code_scale)
+    save_checkpoint(path, model, dataset, extra)
+    if verbose:
+        print(f"{family}: trained in {seconds:.0f} s ({EPOCHS[run.profile][family]} epochs) and saved to {path}")
+    return model

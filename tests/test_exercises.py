@@ -5,7 +5,9 @@ import torch
 
 import torch.nn.functional as F
 
-from genimg_course import check, mlp, preprocess, vae
+import numpy as np
+
+from genimg_course import check, metrics, mlp, preprocess, vae
 from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors
 
 
@@ -84,6 +86,20 @@ WRONG = {
         "sign error": lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() + logvar - 1).sum(1),
         "missing the 1/2": lambda mu, logvar: (mu.pow(2) + logvar.exp() - logvar - 1).sum(1),
         "averaged over dimensions": lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(1),
+    },
+    "frechet_distance": {
+        "elementwise square root": lambda m1, s1, m2, s2: float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2)
+                                                               - 2 * np.trace(np.sqrt(np.abs(s1 @ s2)))),
+        "forgot the means": lambda m1, s1, m2, s2: metrics.frechet_distance(m1, s1, m1, s2),
+        "no factor 2": lambda m1, s1, m2, s2: metrics.frechet_distance(m1, s1, m2, s2)
+        - np.trace(s1) - np.trace(s2) + 0.5 * (np.trace(s1) + np.trace(s2)),
+        "means only": lambda m1, s1, m2, s2: float(((m1 - m2) ** 2).sum()),
+    },
+    "precision_recall": {
+        "swapped": lambda real, fake, k=3: metrics.precision_recall(fake, real, k),
+        "k-th neighbour counting itself": lambda real, fake, k=3: metrics.precision_recall(real, fake, k - 1),
+        "ignores k": lambda real, fake, k=3: metrics.precision_recall(real, fake, 3),
+        "returns a list": lambda real, fake, k=3: list(metrics.precision_recall(real, fake, k)) + [0.0],
     },
     "elbo": {
         "plus the KL": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
@@ -166,4 +182,5 @@ def test_compare_tensors_messages():
 def test_points_are_declared():
     assert all(isinstance(ex.points, int) and ex.points > 0 for ex in EXERCISES.values())
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
-    assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae"}
+    assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae",
+                                                          "05_evaluation"}
