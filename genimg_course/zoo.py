@@ -81,7 +81,8 @@ def default_config(family: str, image_shape, likelihood: str | None = None) -> d
     return config
 
 
-def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbose: bool = True):
+def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbose: bool = True,
+                  progress_bar: bool = True):
     """The model an earlier lesson saved in ``directory/{family}_{dataset}.pt``, if it was trained in
     this profile; otherwise train one now (in the current profile) and save it there. Returns the model.
     """
@@ -106,7 +107,7 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
     images = images_of(load_dataset(dataset, split="train"), run.n_train)
     model = build_model(family, default_config(family, tuple(images.shape[1:])))
     start = time.perf_counter()
-    MODELS[family].train(model, images, run, EPOCHS[run.profile][family], run.seed)
+    MODELS[family].train(model, images, run, EPOCHS[run.profile][family], run.seed, progress_bar=progress_bar)
     model = model.cpu().float().eval()
     seconds = time.perf_counter() - start
     extra = {"profile": run.profile, "seconds": round(seconds, 1)}

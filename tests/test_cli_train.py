@@ -62,3 +62,31 @@ def test_errors_are_clear(tmp_path, capsys, trained):
     with pytest.raises(SystemExit):
         main(["train", "gan", "--out", str(tmp_path)])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_eval_checkpoint_and_npy(trained, tmp_path, capsys):
+    assert main(["eval", str(trained / "conv-vae" / "model.pt"), "-n", "20", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "inception_score", "classes_present",
+                "histogram", "memorised_fraction"):
+        assert key in result
+    assert result["n_samples"] == 20
+    main(["sample", str(trained / "vae" / "model.pt"), "-n", "12", "--out", str(tmp_path / "s.npy")])
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "s.npy"), "--dataset", "digits"]) == 0
+    assert "fid" in capsys.readouterr().out
+
+
+def test_eval_bad_input_is_clear(tmp_path, capsys):
+    np.save(tmp_path / "signed.npy", np.zeros((20, 1, 28, 28), np.float32) - 0.5)
+    assert main(["eval", str(tmp_path / "signed.npy")]) == 2
+    assert "in [0, 1]" in capsys.readouterr().err
+    np.save(tmp_path / "colour.npy", np.zeros((20, 3, 32, 32), np.float32))
+    assert main(["eval", str(tmp_path / "colour.npy"), "--dataset", "digits"]) == 2
+    assert "(3, 32, 32)" in capsys.readouterr().err
+    np.save(tmp_path / "few.npy", np.zeros((4, 1, 28, 28), np.float32))
+    assert main(["eval", str(tmp_path / "few.npy")]) == 2
+    assert "at least 10" in capsys.readouterr().err
+    np.save(tmp_path / "flat.npy", np.zeros((20, 784), np.float32))
+    assert main(["eval", str(tmp_path / "flat.npy")]) == 2
+    assert "(N, C, H, W)" in capsys.readouterr().err
