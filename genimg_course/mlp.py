@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -187,8 +187,3 @@ def train_mmd_generator(model: MLPGenerator, images: torch.Tensor, epochs: int, 
             break
     model.eval()
     return history
-
-
-def config_dict(config) -> dict:
-    """A dataclass config as plain JSON-able values (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
