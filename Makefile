@@ -9,7 +9,9 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # with a modest per-cell timeout (nbval waits out the whole timeout when a kernel dies).
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test unit nbval notebooks doctor clean
+.PHONY: lab test unit nbval notebooks doctor grade clean
+SUBMISSIONS ?= submissions
+OUT         ?= graded
 
 $(BIN)/genimg: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +36,9 @@ notebooks: $(BIN)/genimg  ## rebuild notebooks/ from solutions/ (and strip outpu
 
 doctor: $(BIN)/genimg
 	$(BIN)/genimg doctor
+
+grade: $(BIN)/genimg  ## grade handed-in notebooks: make grade SUBMISSIONS=folder OUT=graded ARGS="-j 2"
+	$(BIN)/genimg grade $(SUBMISSIONS) --out $(OUT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
