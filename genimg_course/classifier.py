@@ -23,6 +23,7 @@ class SmallClassifier(nn.Module):
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10, feature_dim: int = 128):
         super().__init__()
+        self.image_shape = tuple(image_shape)
         c, h, w = image_shape
         self.body = nn.Sequential(
             nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, H/2, W/2)
@@ -89,9 +90,8 @@ def get_classifier(dataset: str = "digits", seed: int = 0, verbose: bool = True)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-        first = model.body[0]
         torch.save({"state_dict": model.state_dict(), "accuracy": accuracy, "num_classes": model.head.out_features,
-                    "image_shape": [first.in_channels, *load_dataset(dataset).images.shape[2:]]}, f)
+                    "image_shape": list(model.image_shape)}, f)
     os.replace(tmp, path)
     return model
 

@@ -311,7 +311,7 @@ def _online(key: str, split: str, root) -> ImageTensorDataset:
 
 
 # ----------------------------------------------------------------------------- folder
-def _flat_or_classes(root: Path) -> bool:
+def _has_class_folders(root: Path) -> bool:
     """True when ``root`` has class sub-folders (ImageFolder layout), False for a flat folder."""
     return any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
 
@@ -373,7 +373,7 @@ def load_folder(path: str | os.PathLike, image_size: int = 32, channels: int = 3
 
     class _Folder(datasets.ImageFolder):
         def find_classes(self, directory):
-            if _flat_or_classes(Path(directory)):
+            if _has_class_folders(Path(directory)):
                 return super().find_classes(directory)
             return ["."], {".": 0}  # a flat folder: one class, the folder itself
 

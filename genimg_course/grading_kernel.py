@@ -145,9 +145,6 @@ def _grade(name: str, namespace: dict) -> dict:
                 f"{ex.reference.__module__}.{ex.reference.__name__}; write the computation yourself"}
     finally:
         restore()
-    if any("_ReferenceUsed" in f for f in result.failures):
-        return {"status": "reference used", "message": f"`{name}` calls the reference implementation "
-                f"{ex.reference.__module__}.{ex.reference.__name__}; write the computation yourself"}
     if result.ok and not extra_failures:
         return {"status": "passed", "message": f"all {result.total} tests passed"}
     if result.status == "not attempted":
