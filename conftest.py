@@ -14,6 +14,7 @@ import os
 import nbformat
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # no windows; inherited by the nbval kernels
+os.environ.setdefault("GENIMG_DASHBOARD", "text")  # nbval has no widget front end: text progress bars
 
 EXPECTED_MARKER = "# Expected output:"
 

@@ -72,20 +72,21 @@ def cmd_train(args) -> int:
     import genimg_course
     from genimg_course.checkpoint import save_checkpoint
     from genimg_course.data import load_dataset
-    from genimg_course.training import images_of
+    from genimg_course.training import images_of, labels_of
     from genimg_course.zoo import EPOCHS, MODELS, build_model, default_config
 
     run = genimg_course.setup(seed=args.seed, profile=args.profile)
     dataset = load_dataset(args.dataset, split="train")
-    images = images_of(dataset, run.n_train)
+    images, labels = images_of(dataset, run.n_train), labels_of(dataset, run.n_train)
     family = MODELS[args.model]
-    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:])))
+    n_classes = len(getattr(dataset, "classes", ()) or ())
+    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:]), n_classes=n_classes))
     epochs = args.epochs if args.epochs is not None else EPOCHS[run.profile][args.model]
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
     print(f"training {args.model} ({family.about}) on {args.dataset}: {len(images)} images, {epochs} epochs")
     start = time.perf_counter()
-    history = family.train(model, images, run, epochs, args.seed)
+    history = family.train(model, images, run, epochs, args.seed, labels=labels)
     seconds = time.perf_counter() - start
     out = Path(args.out)
     extra = {"epochs": epochs, "seconds": round(seconds, 2), "profile": run.profile, "seed": args.seed}
@@ -117,7 +118,16 @@ def cmd_sample(args) -> int:
     device = torch.device(args.device) if args.device else pick_device()
     model, payload = load_checkpoint(args.checkpoint, device=device)
     g = torch.Generator().manual_seed(args.seed)
-    chunks = [model.sample(min(500, args.n - i), g).float().cpu() for i in range(0, args.n, 500)]
+    if args.label is not None:
+        k = getattr(model.config, "n_classes", 0)
+        if not k:
+            raise ValueError(f"--label is for a conditional model ('cgan'); {str(args.checkpoint)!r} holds a "
+                             f"{payload['family']!r} model")
+        if not 0 <= args.label < k:
+            raise ValueError(f"--label {args.label} is out of range: this model knows classes 0..{k - 1}")
+        chunks = [model.sample(min(500, args.n - i), g, labels=args.label).float().cpu() for i in range(0, args.n, 500)]
+    else:
+        chunks = [model.sample(min(500, args.n - i), g).float().cpu() for i in range(0, args.n, 500)]
     images = ((torch.cat(chunks) + 1) / 2).clamp(0, 1)  # (N, C, H, W) in [0, 1]
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
@@ -152,7 +162,7 @@ def cmd_eval(args) -> int:
             raise ValueError(f"{str(source)!r}: values must be finite and in [0, 1] (got min {np.nanmin(array):.3g}, "
                              f"max {np.nanmax(array):.3g}); save images as (x + 1) / 2 if they are in [-1, 1]")
         dataset = args.dataset or "digits"
-        images = torch.from_numpy(array.astype(np.float32)) * 2 - 1
+        images, asked = torch.from_numpy(array.astype(np.float32)) * 2 - 1, None
         if args.n:
             images = images[: args.n]
         what = f"{len(images)} images from {source.name}"
@@ -161,9 +171,12 @@ def cmd_eval(args) -> int:
         dataset = args.dataset or payload["dataset"]
         n = args.n or 1000
         g = torch.Generator().manual_seed(args.seed)
-        images = torch.cat([model.sample(min(500, n - i), g).float().cpu() for i in range(0, n, 500)])
+        k = getattr(model.config, "n_classes", 0)
+        asked = torch.arange(n) % k if k else None  # a conditional model is asked for every class in turn
+        images = torch.cat([model.sample(min(500, n - i), g, **({"labels": asked[i:i + 500]} if k else {})).float().cpu()
+                            for i in range(0, n, 500)])
         what = f"{n} samples of {payload['family']} ({source.name})"
-    results = evaluate_images(images, dataset)
+    results = evaluate_images(images, dataset, asked=asked)
     if args.json:
         print(json.dumps(results))
         return 0
@@ -172,6 +185,8 @@ def cmd_eval(args) -> int:
                 "largest_class_share", "memorised_fraction", "nn_ratio_median"):
         value = results[key]
         print(f"  {key:<20} {value:.4g}" if isinstance(value, float) else f"  {key:<20} {value}")
+    if "conditional_accuracy" in results:
+        print(f"  {'conditional_accuracy':<20} {results['conditional_accuracy']:.4g}  (asked for class k, got class k)")
     print(f"  {'class histogram':<20} {results['histogram']}")
     return 0
 
@@ -233,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="FILE.npy (float32 (N, C, H, W) in [0, 1]) or FILE.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--label", type=int, help="class index K: only class K (conditional models such as cgan)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="FID, KID, precision/recall, ... for a checkpoint or a .npy of images")

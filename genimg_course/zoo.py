@@ -12,32 +12,38 @@ from typing import Callable
 
 import torch
 
-from genimg_course import mlp, vae
+from genimg_course import gan, mlp, vae
 
 
 @dataclass(frozen=True)
 class Family:
     model: type  # the nn.Module class
     config: type  # its configuration dataclass
-    train: Callable  # train(model, images, run, epochs, seed, max_seconds) -> history
+    train: Callable  # train(model, images, run, epochs, seed, max_seconds, progress_bar, labels) -> history
     about: str
 
 
-def _train_ae(model, images, run, epochs, seed, max_seconds=None, progress_bar=True):
+def _train_ae(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
     return mlp.train_autoencoder(model, images, epochs, batch_size=run.batch_size, device=run.device, seed=seed,
                                  max_seconds=max_seconds, progress_bar=progress_bar)
 
 
-def _train_mmd(model, images, run, epochs, seed, max_seconds=None, progress_bar=True):
+def _train_mmd(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
     return mlp.train_mmd_generator(model, images, epochs, batch_size=max(run.batch_size, 256), device=run.device,
                                    seed=seed, max_seconds=max_seconds, progress_bar=progress_bar)
 
 
-def _train_vae(model, images, run, epochs, seed, max_seconds=None, progress_bar=True):
+def _train_vae(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
     small = len(images) < 10_000  # digits: shift augmentation keeps the VAE from memorising
     return vae.train_vae(model, images, epochs, batch_size=run.batch_size, device=run.device, seed=seed,
                          amp=run.amp, augment_shift=2 if small and isinstance(model, vae.ConvVAE) else 0,
                          max_seconds=max_seconds, progress_bar=progress_bar)
+
+
+def _train_gan(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
+    return gan.train_gan(model, images, epochs, labels=labels if model.config.n_classes else None,
+                         batch_size=64, device=run.device, seed=seed, max_seconds=max_seconds,
+                         progress_bar=progress_bar)
 
 
 MODELS: dict[str, Family] = {
@@ -47,13 +53,17 @@ MODELS: dict[str, Family] = {
                       "MLP generator trained with kernel MMD (lesson 02)"),
     "vae": Family(vae.MLPVAE, vae.VAEConfig, _train_vae, "MLP VAE, 784-400-20 style (lesson 03)"),
     "conv-vae": Family(vae.ConvVAE, vae.VAEConfig, _train_vae, "convolutional VAE (lesson 03)"),
+    "dcgan": Family(gan.DCGAN, gan.GANConfig, _train_gan,
+                    "DCGAN with hinge loss, spectral norm and a moving average of G (lesson 04)"),
+    "cgan": Family(gan.ConditionalGAN, gan.GANConfig, _train_gan,
+                   "class-conditional DCGAN, projection discriminator (lesson 04); sample with --label K"),
 }
 
 # epochs of each family per profile, sized so a lesson trains in minutes on 2 CPU cores
 EPOCHS = {
-    "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1},
-    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100},
-    "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300},
+    "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1, "dcgan": 1, "cgan": 1},
+    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100, "dcgan": 40, "cgan": 40},
+    "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300, "dcgan": 400, "cgan": 400},
 }
 
 
@@ -73,11 +83,16 @@ def build_model(family: str, config: dict | None = None) -> torch.nn.Module:
     return spec.model(spec.config(**config))
 
 
-def default_config(family: str, image_shape, likelihood: str | None = None) -> dict:
-    """The configuration the course trains ``family`` with on images of ``image_shape``."""
+def default_config(family: str, image_shape, likelihood: str | None = None, n_classes: int | None = None) -> dict:
+    """The configuration the course trains ``family`` with on images of ``image_shape``
+    (``n_classes``: the dataset's number of classes, which a conditional model needs)."""
     config = {"image_shape": list(image_shape)}
     if family in ("vae", "conv-vae"):
         config["likelihood"] = likelihood or ("bernoulli" if image_shape[0] == 1 else "gaussian")
+    if family == "cgan":
+        if not n_classes or n_classes < 2:
+            raise ValueError(f"'cgan' is class-conditional: it needs a dataset with at least 2 classes, got {n_classes}")
+        config["n_classes"] = n_classes
     return config
 
 
@@ -91,7 +106,7 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
 
     from genimg_course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from genimg_course.data import load_dataset
-    from genimg_course.training import images_of
+    from genimg_course.training import images_of, labels_of
 
     path = Path(directory) / f"{family}_{dataset}.pt"
     if path.exists():
@@ -104,10 +119,12 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
         except CheckpointError as err:
             if verbose:
                 print(f"{family}: cannot use {path} ({err}); training a new one")
-    images = images_of(load_dataset(dataset, split="train"), run.n_train)
-    model = build_model(family, default_config(family, tuple(images.shape[1:])))
+    train = load_dataset(dataset, split="train")
+    images, labels = images_of(train, run.n_train), labels_of(train, run.n_train)
+    model = build_model(family, default_config(family, tuple(images.shape[1:]), n_classes=len(train.classes)))
     start = time.perf_counter()
-    MODELS[family].train(model, images, run, EPOCHS[run.profile][family], run.seed, progress_bar=progress_bar)
+    MODELS[family].train(model, images, run, EPOCHS[run.profile][family], run.seed, progress_bar=progress_bar,
+                         labels=labels)
     model = model.cpu().float().eval()
     seconds = time.perf_counter() - start
     extra = {"profile": run.profile, "seconds": round(seconds, 1)}

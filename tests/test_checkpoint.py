@@ -10,7 +10,7 @@ from genimg_course.zoo import MODELS, build_model, default_config
 
 @pytest.mark.parametrize("family", list(MODELS))
 def test_round_trip_every_family(tmp_path, family):
-    model = build_model(family, default_config(family, (1, 28, 28)))
+    model = build_model(family, default_config(family, (1, 28, 28), n_classes=10))
     path = save_checkpoint(tmp_path / "m.pt", model, "digits", {"epochs": 3})
     loaded, payload = load_checkpoint(path, family=family)
     assert payload["dataset"] == "digits" and payload["family"] == family and payload["extra"]["epochs"] == 3

@@ -90,3 +90,33 @@ def test_eval_bad_input_is_clear(tmp_path, capsys):
     np.save(tmp_path / "flat.npy", np.zeros((20, 784), np.float32))
     assert main(["eval", str(tmp_path / "flat.npy")]) == 2
     assert "(N, C, H, W)" in capsys.readouterr().err
+
+
+def test_cgan_samples_the_label_asked_for(trained, tmp_path, capsys, monkeypatch):
+    from genimg_course import gan
+
+    asked = []
+    original = gan.Generator.forward
+
+    def spy(self, z, labels=None):
+        asked.append(labels.clone())
+        return original(self, z, labels)
+
+    monkeypatch.setattr(gan.Generator, "forward", spy)
+    assert main(["sample", str(trained / "cgan" / "model.pt"), "-n", "5", "--label", "7",
+                 "--out", str(tmp_path / "sevens.npy")]) == 0
+    assert np.load(tmp_path / "sevens.npy").shape == (5, 1, 28, 28)
+    assert asked and asked[-1].tolist() == [7] * 5
+
+
+def test_label_errors_are_clear(trained, tmp_path, capsys):
+    assert main(["sample", str(trained / "cgan" / "model.pt"), "--label", "10", "--out", str(tmp_path / "x.npy")]) == 2
+    assert "out of range" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
+    assert main(["sample", str(trained / "dcgan" / "model.pt"), "--label", "3", "--out", str(tmp_path / "x.npy")]) == 2
+    assert "conditional" in capsys.readouterr().err
+
+
+def test_eval_cgan_reports_conditional_accuracy(trained, capsys):
+    assert main(["eval", str(trained / "cgan" / "model.pt"), "-n", "30", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= result["conditional_accuracy"] <= 1.0

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import numpy as np
 
-from genimg_course import check, metrics, mlp, preprocess, vae
+from genimg_course import check, gan, metrics, mlp, preprocess, vae
 from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors
 
 
@@ -19,6 +19,47 @@ def _luma_mean(x):
 
 def _not_done(*args, **kwargs):
     raise NotImplementedError()
+
+
+def _step(detach=True, zero_d=True, zero_g=True, g_before_d=False, losses=False, d_loss=None):
+    """train_step with one mistake switched on."""
+    d_loss = d_loss or gan.discriminator_loss
+
+    def step(G, D, opt_g, opt_d, real, z):
+        fake = G(z)
+        if g_before_d:  # G's loss through the old D
+            loss_g = gan.generator_loss(D(fake))
+        loss_d = d_loss(D(real), D(fake.detach() if detach else fake))
+        if zero_d:
+            opt_d.zero_grad()
+        loss_d.backward(retain_graph=True)
+        opt_d.step()
+        if not g_before_d:
+            loss_g = gan.generator_loss(D(fake))
+        if zero_g:
+            opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        return (loss_d, loss_g) if losses else (loss_d.item(), loss_g.item())
+    return step
+
+
+def _ema(swap=False, buffers=True, copy_only=False, new_tensors=False):
+    def update(ema, model, decay):
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), model.parameters()):
+                if copy_only:
+                    pe.copy_(p)
+                elif new_tensors:
+                    pe = decay * pe + (1 - decay) * p  # rebinds the name only
+                elif swap:
+                    pe.copy_(decay * p + (1 - decay) * pe)
+                else:
+                    pe.lerp_(p, 1 - decay)
+            if buffers:
+                for be, b in zip(ema.buffers(), model.buffers()):
+                    be.copy_(b)
+    return update
 
 
 # Wrong answers a student could plausibly write: each must fail its check.
@@ -100,6 +141,43 @@ WRONG = {
         "k-th neighbour counting itself": lambda real, fake, k=3: metrics.precision_recall(real, fake, k - 1),
         "ignores k": lambda real, fake, k=3: metrics.precision_recall(real, fake, 3),
         "returns a list": lambda real, fake, k=3: list(metrics.precision_recall(real, fake, k)) + [0.0],
+    },
+    "discriminator_loss": {
+        "log of sigmoid (unstable)": lambda r, f: -(torch.log(torch.sigmoid(r)).mean() + torch.log(1 - torch.sigmoid(f)).mean()),
+        "labels swapped": lambda r, f: F.softplus(r).mean() + F.softplus(-f).mean(),
+        "sum instead of mean": lambda r, f: F.softplus(-r).sum() + F.softplus(f).sum(),
+        "one mean over both": lambda r, f: torch.cat([F.softplus(-r), F.softplus(f)]).mean(),
+        "Wasserstein critic": lambda r, f: f.mean() - r.mean(),
+    },
+    "generator_loss": {
+        "minimax (saturating)": lambda f: -F.softplus(f).mean(),
+        "log of sigmoid (unstable)": lambda f: -torch.log(torch.sigmoid(f)).mean(),
+        "returns a float": lambda f: F.softplus(-f).mean().item(),
+        "sum instead of mean": lambda f: F.softplus(-f).sum(),
+    },
+    "train_step": {
+        "no detach": _step(detach=False, zero_g=False),
+        "no zero_grad for D": _step(zero_d=False),
+        "G's loss through the old D": _step(g_before_d=True),
+        "returns tensors": _step(losses=True),
+        "hinge loss for D": _step(d_loss=gan.hinge_discriminator_loss),
+        "only D trained": lambda G, D, og, od, real, z: (
+            gan.train_step(G, D, torch.optim.SGD(G.parameters(), lr=0.0), od, real, z)),
+    },
+    "ema_update": {
+        "decay on the wrong side": _ema(swap=True),
+        "buffers not copied": _ema(buffers=False),
+        "plain copy": _ema(copy_only=True),
+        "rebinds instead of updating in place": _ema(new_tensors=True),
+        "also moves the model": lambda ema, model, decay: [p.lerp_(pe, 1 - decay) for pe, p in
+                                                           zip(ema.parameters(), model.parameters())] and None,
+    },
+    "conditional_input": {
+        "one_hot without n_classes": lambda z, y, k: torch.cat([z, F.one_hot(y).float()], 1),
+        "label as one number": lambda z, y, k: torch.cat([z, y[:, None].float()], 1),
+        "one-hot first": lambda z, y, k: torch.cat([F.one_hot(y, k).float(), z], 1),
+        "integer one-hot": lambda z, y, k: torch.cat([z.long(), F.one_hot(y, k)], 1),
+        "added instead of concatenated": lambda z, y, k: z + y[:, None].float(),
     },
     "elbo": {
         "plus the KL": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
@@ -183,4 +261,4 @@ def test_points_are_declared():
     assert all(isinstance(ex.points, int) and ex.points > 0 for ex in EXERCISES.values())
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
     assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae",
-                                                          "05_evaluation"}
+                                                          "04_gans", "05_evaluation"}

@@ -1,0 +1,481 @@
+"""Lesson 04: generative adversarial networks. See 04_gans.ipynb.
+
+A generator G maps noise z ~ N(0, I) to images; a discriminator D maps images to a
+logit, "how real does this look". They are trained against each other (Goodfellow et
+al., 2014):
+
+    D maximises  E_x[log σ(D(x))] + E_z[log(1 − σ(D(G(z))))]
+    G maximises  E_z[log σ(D(G(z)))]            (the "non-saturating" generator loss)
+
+Everything here is the reference for the lesson's exercises (losses, one training step,
+the EMA update, the conditional input) plus what a modern practitioner adds to DCGAN
+(Radford et al., 2016): the hinge loss, spectral normalisation, the R1 penalty,
+differentiable augmentation and an exponential moving average of the generator.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from genimg_course.training import Deadline, make_loader, progress
+
+LOSSES = ("bce", "hinge")
+AUGMENTATIONS = ("color", "translation", "cutout")
+
+
+# ----------------------------------------------------------------------------- losses
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """BCE loss of D: −log σ(D(x)) − log(1 − σ(D(G(z)))), averaged; −log σ(t) = softplus(−t)."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating loss of G: −log σ(D(G(z))), averaged (steep where D rejects the fakes)."""
+    return F.softplus(-fake_logits).mean()
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of D (Lim & Ye 2017; Miyato et al. 2018): max(0, 1 − D(x)) + max(0, 1 + D(G(z)))."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of G: −D(G(z))."""
+    return -fake_logits.mean()
+
+
+def losses(name: str):
+    """(discriminator loss, generator loss) of a loss name: 'bce' or 'hinge'."""
+    if name == "bce":
+        return discriminator_loss, generator_loss
+    if name == "hinge":
+        return hinge_discriminator_loss, hinge_generator_loss
+    raise ValueError(f"Unknown GAN loss {name!r}. Valid losses: {', '.join(LOSSES)}.")
+
+
+def r1_penalty(real: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E‖∇_x D(x)‖² on real images; ``real`` must require grad."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+# ----------------------------------------------------------------------------- one step, EMA, conditioning
+def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor,
+               d_loss_fn=discriminator_loss, g_loss_fn=generator_loss) -> tuple[float, float]:
+    """One alternating step: update D on real vs G(z) (detached), then G through the updated D.
+
+    Returns (loss_d, loss_g) as floats.
+    """
+    fake = G(z)
+    loss_d = d_loss_fn(D(real), D(fake.detach()))  # detach: this step must not move G
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    loss_g = g_loss_fn(D(fake))  # gradients flow through D (not updated now) into G
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return loss_d.item(), loss_g.item()
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """θ_ema ← decay · θ_ema + (1 − decay) · θ for every parameter; buffers (BatchNorm
+    statistics, spectral-norm vectors) are copied. In place; returns None."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def conditional_input(z: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """The conditional generator's input: [z, one_hot(label)]: (B, Z), (B,) → (B, Z + K)."""
+    return torch.cat([z, F.one_hot(labels.long(), n_classes).to(z.dtype)], dim=1)
+
+
+# ----------------------------------------------------------------------------- differentiable augmentation
+def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020): the same random, differentiable transforms on real and fake
+    images before D sees them, so D cannot memorise a small training set. x: (B, C, H, W).
+
+    policy: comma-separated subset of 'color', 'translation', 'cutout' ('' = none).
+    Written here because torchvision's transforms draw one random setting per call (not per
+    image) and are not meant to be differentiated through.
+    """
+    names = [p for p in policy.split(",") if p]
+    unknown = set(names) - set(AUGMENTATIONS)
+    if unknown:
+        raise ValueError(f"Unknown augmentation {sorted(unknown)}. Valid: {', '.join(AUGMENTATIONS)}.")
+    b, c, h, w = x.shape
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=generator).to(x.device, x.dtype)
+
+    if "color" in names:
+        x = x + (rand(b, 1, 1, 1) - 0.5)  # brightness
+        if c > 1:
+            mean = x.mean(dim=1, keepdim=True)
+            x = (x - mean) * (rand(b, 1, 1, 1) * 2) + mean  # saturation
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (rand(b, 1, 1, 1) + 0.5) + mean  # contrast
+    if "translation" in names:
+        s = max(1, round(h * 0.125))
+        shift = (rand(2, b) * (2 * s + 1)).long().clamp(max=2 * s)  # (2, B) in 0..2s
+        rows = torch.arange(h, device=x.device)[None] + shift[0][:, None]  # (B, H) rows of the padded image
+        cols = torch.arange(w, device=x.device)[None] + shift[1][:, None]  # (B, W)
+        padded = F.pad(x, [s, s, s, s])
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
+    if "cutout" in names:
+        ch, cw = h // 2, w // 2  # a square of half the image's side, anywhere (partly outside is fine)
+        top = ((rand(b) * (h + 1 - ch % 2)).long() - ch // 2)[:, None, None]
+        left = ((rand(b) * (w + 1 - cw % 2)).long() - cw // 2)[:, None, None]
+        yy = torch.arange(h, device=x.device)[None, :, None]
+        xx = torch.arange(w, device=x.device)[None, None, :]
+        inside = (yy >= top) & (yy < top + ch) & (xx >= left) & (xx < left + cw)  # (B, H, W)
+        x = x * (~inside).unsqueeze(1).to(x.dtype)
+    return x
+
+
+# ----------------------------------------------------------------------------- the 2-D toy
+def ring_of_gaussians(n: int, modes: int = 8, radius: float = 2.0, std: float = 0.05,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """n points from a mixture of ``modes`` Gaussians evenly spaced on a circle: (n, 2)."""
+    k = torch.randint(0, modes, (n,), generator=generator)
+    angle = 2 * math.pi * k / modes
+    centres = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
+    return centres + std * torch.randn(n, 2, generator=generator)
+
+
+def ring_centres(modes: int = 8, radius: float = 2.0) -> torch.Tensor:
+    angle = 2 * math.pi * torch.arange(modes) / modes
+    return radius * torch.stack([angle.cos(), angle.sin()], dim=1)  # (modes, 2)
+
+
+def mode_coverage(points: torch.Tensor, modes: int = 8, radius: float = 2.0, std: float = 0.05,
+                  min_share: float = 0.01) -> tuple[int, float]:
+    """(modes with at least ``min_share`` of the points within 4σ, fraction of points within 4σ of any mode)."""
+    d = torch.cdist(points.float(), ring_centres(modes, radius))  # (n, modes)
+    nearest, which = d.min(dim=1)
+    good = nearest < 4 * std
+    counts = torch.bincount(which[good], minlength=modes)
+    return int((counts >= min_share * len(points)).sum()), float(good.float().mean())
+
+
+def toy_mlp(n_in: int, n_out: int, hidden: int = 128, depth: int = 3) -> nn.Sequential:
+    """An MLP for the 2-D toy: (B, n_in) → (B, n_out), or (B,) logits when n_out = 1 (a discriminator)."""
+    layers, width = [], n_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
+        width = hidden
+    layers.append(nn.Linear(width, n_out))
+    if n_out == 1:
+        layers.append(nn.Flatten(0))  # (B, 1) → (B,)
+    return nn.Sequential(*layers)
+
+
+def train_toy_gan(G: nn.Module, D: nn.Module, steps: int, batch_size: int = 256, z_dim: int = 2, lr: float = 1e-3,
+                  betas=(0.5, 0.999), r1_gamma: float = 0.0, snapshot_every: int = 0, seed: int = 0,
+                  d_loss_fn=discriminator_loss, g_loss_fn=generator_loss, progress_bar: bool = True) -> dict:
+    """Train a GAN on ``ring_of_gaussians`` (D returns (B,) logits). Returns the history, with
+    (step, G's samples for 1,000 fixed z) every ``snapshot_every`` steps if > 0."""
+    g = torch.Generator().manual_seed(seed)
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    z_fixed = torch.randn(1000, z_dim, generator=g)
+    history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": [], "snapshots": []}
+    for step in progress(range(steps + 1), "toy GAN", progress_bar):
+        if snapshot_every and step % snapshot_every == 0:
+            with torch.no_grad():
+                history["snapshots"].append((step, G(z_fixed)))
+        if step == steps:
+            break
+        real = ring_of_gaussians(batch_size, generator=g).requires_grad_(r1_gamma > 0)
+        z = torch.randn(batch_size, z_dim, generator=g)
+        fake = G(z)
+        real_logits, fake_logits = D(real), D(fake.detach())
+        loss_d = d_loss_fn(real_logits, fake_logits)
+        if r1_gamma > 0:
+            loss_d = loss_d + r1_gamma / 2 * r1_penalty(real, real_logits)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        loss_g = g_loss_fn(D(fake))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        _log(history, loss_d, loss_g, real_logits, fake_logits)
+    return history
+
+
+@torch.no_grad()
+def decision_surface(D: nn.Module, lim: float = 3.0, n: int = 100):
+    """D's probability σ(D(x)) on an n × n grid over [−lim, lim]²: (xs, ys, probs (n, n))."""
+    xs = torch.linspace(-lim, lim, n)
+    grid = torch.stack(torch.meshgrid(xs, xs, indexing="xy"), dim=-1).reshape(-1, 2)  # (n², 2)
+    return xs, xs, torch.sigmoid(D(grid)).reshape(n, n)
+
+
+def _log(history, loss_d, loss_g, real_logits, fake_logits):
+    history["loss_d"].append(loss_d.item())
+    history["loss_g"].append(loss_g.item())
+    history["d_real"].append(torch.sigmoid(real_logits.detach().float()).mean().item())  # D(x)
+    history["d_fake"].append(torch.sigmoid(fake_logits.detach().float()).mean().item())  # D(G(z))
+
+
+# ----------------------------------------------------------------------------- DCGAN
+@dataclass
+class GANConfig:
+    """A DCGAN and the recipe it is trained with (saved in its checkpoint).
+
+    The defaults are the lesson's recipe; ``TUTORIAL_RECIPE`` is the PyTorch DCGAN tutorial's.
+    """
+
+    image_shape: tuple = (1, 28, 28)
+    z_dim: int = 64
+    width: int = 64  # channels of D's first layer (and G's last hidden layer); doubled per resolution
+    n_classes: int = 0  # > 0: a class-conditional GAN
+    loss: str = "hinge"  # 'bce' (non-saturating) or 'hinge'
+    spectral_norm: bool = True  # on every layer of D
+    d_batchnorm: bool = False  # BatchNorm in D (the original DCGAN); clashes with spectral norm and R1
+    ema_decay: float = 0.999  # 0: no moving average of G
+    augment: str = "translation,cutout"  # DiffAugment policy ('' = none)
+    r1_gamma: float = 0.0
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple = (0.5, 0.999)
+
+    def __post_init__(self):
+        losses(self.loss)  # raises on an unknown loss
+        diff_augment(torch.zeros(1, 1, 8, 8), self.augment)  # raises on an unknown policy
+        c, h, w = self.image_shape
+        if h != w or _n_up(h) < 2:
+            raise ValueError(f"image_shape must be square with sides like 28, 32 or 64; got {tuple(self.image_shape)}")
+
+
+# The PyTorch DCGAN tutorial's recipe: BCE, Adam(2e-4, β1 = 0.5), BatchNorm in both nets, no EMA.
+TUTORIAL_RECIPE = dict(loss="bce", spectral_norm=False, d_batchnorm=True, ema_decay=0.0, augment="", r1_gamma=0.0,
+                       lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999))
+
+
+def _n_up(size: int) -> int:
+    """How many ×2 upsamplings reach ``size`` from a base of 4–7 pixels (28: 7→14→28; 32: 4→8→16→32)."""
+    n = 0
+    while size % 2 == 0 and size // 2 >= 4:
+        size, n = size // 2, n + 1
+    return n
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights ~ N(0, 0.02), BatchNorm γ ~ N(1, 0.02), β = 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """z (B, Z) [+ one-hot label] → Linear → (B, 2^(n−1)·w, s, s) → n × [ConvT ×2, BN, ReLU] → tanh."""
+
+    def __init__(self, cfg: GANConfig):
+        super().__init__()
+        c, h, _ = cfg.image_shape
+        n = _n_up(h)
+        self.n_classes, self.base = cfg.n_classes, h >> n
+        ch = cfg.width * 2 ** (n - 1)
+        self.ch = ch
+        self.project = nn.Linear(cfg.z_dim + cfg.n_classes, ch * self.base**2, bias=False)
+        self.bn0 = nn.BatchNorm2d(ch)
+        blocks = []
+        for _ in range(n - 1):
+            blocks += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU()]
+            ch //= 2
+        blocks += [nn.ConvTranspose2d(ch, c, 4, 2, 1), nn.Tanh()]
+        self.blocks = nn.Sequential(*blocks)
+        self.apply(init_weights)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_classes:
+            z = conditional_input(z, labels, self.n_classes)  # (B, Z + K)
+        h = self.project(z).view(-1, self.ch, self.base, self.base)  # (B, ch, s, s)
+        return self.blocks(F.relu(self.bn0(h)))  # (B, C, H, W) in [-1, 1]
+
+
+class Discriminator(nn.Module):
+    """(B, C, H, W) → n × [Conv ×½, (BN), LeakyReLU 0.2] → Linear → logit (B,).
+
+    Conditional: a *projection* discriminator (Miyato & Koyama 2018), logit = ψ(φ(x)) + ⟨e_y, φ(x)⟩.
+    """
+
+    def __init__(self, cfg: GANConfig):
+        super().__init__()
+        c, h, _ = cfg.image_shape
+        n = _n_up(h)
+        sn = _spectral_norm if cfg.spectral_norm else (lambda m: m)
+        layers, ch_in, ch = [], c, cfg.width
+        for i in range(n):
+            layers.append(sn(nn.Conv2d(ch_in, ch, 4, 2, 1, bias=not cfg.d_batchnorm or i == 0)))
+            if cfg.d_batchnorm and i > 0:  # DCGAN: no BatchNorm on D's input layer
+                layers.append(nn.BatchNorm2d(ch))
+            layers.append(nn.LeakyReLU(0.2))
+            ch_in, ch = ch, ch * 2
+        self.features = nn.Sequential(*layers, nn.Flatten())  # φ(x): (B, ch_in · s²)
+        dim = ch_in * (h >> n) ** 2
+        self.head = sn(nn.Linear(dim, 1))
+        self.embed = sn(nn.Embedding(cfg.n_classes, dim)) if cfg.n_classes else None
+        self.apply(init_weights)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        phi = self.features(x)  # (B, D)
+        logit = self.head(phi).squeeze(1)  # (B,)
+        if self.embed is not None:
+            logit = logit + (self.embed(labels) * phi).sum(1)
+        return logit
+
+
+class DCGAN(nn.Module):
+    """Generator, discriminator and (if ``ema_decay`` > 0) the moving average of the generator."""
+
+    family = "dcgan"
+
+    def __init__(self, config: GANConfig | None = None):
+        super().__init__()
+        self.config = config or GANConfig()
+        self.generator = Generator(self.config)
+        self.discriminator = Discriminator(self.config)
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if self.config.ema_decay else None
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator used for samples: the moving average when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    def default_labels(self, n: int) -> torch.Tensor | None:
+        return None
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1]; ``labels`` (conditional GAN only): a class or n classes."""
+        G = self.sampler.eval()
+        device = next(G.parameters()).device
+        z = torch.randn(n, self.config.z_dim, generator=generator).to(device)
+        labels = self._labels(n, labels, device)
+        return G(z, labels)
+
+    def _labels(self, n, labels, device):
+        if labels is not None:
+            raise ValueError("labels are for a conditional GAN ('cgan'); this model is unconditional")
+        return None
+
+
+class ConditionalGAN(DCGAN):
+    """A class-conditional DCGAN: G gets [z, one_hot(y)], D is a projection discriminator."""
+
+    family = "cgan"
+
+    def __init__(self, config: GANConfig | None = None):
+        config = config or GANConfig(n_classes=10)
+        if config.n_classes < 2:
+            raise ValueError(f"a conditional GAN needs n_classes >= 2, got {config.n_classes}")
+        super().__init__(config)
+
+    @torch.no_grad()
+    def class_grid(self, n_noise: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One row per class, one column per noise vector (the same z down each column):
+        (K · n_noise, C, H, W) in [-1, 1], rows in class order."""
+        G = self.sampler.eval()
+        device = next(G.parameters()).device
+        k = self.config.n_classes
+        z = torch.randn(n_noise, self.config.z_dim, generator=generator).to(device).repeat(k, 1)  # (K·n, Z)
+        labels = torch.arange(k, device=device).repeat_interleave(n_noise)  # 0 0 … 1 1 … K−1
+        return G(z, labels)
+
+    def _labels(self, n, labels, device):
+        k = self.config.n_classes
+        if labels is None:
+            labels = torch.arange(n) % k  # every class, in turn
+        labels = torch.as_tensor(labels).long().flatten()
+        if labels.numel() == 1:
+            labels = labels.expand(n)
+        if labels.numel() != n:
+            raise ValueError(f"got {labels.numel()} labels for {n} samples")
+        bad = labels[(labels < 0) | (labels >= k)]
+        if len(bad):
+            raise ValueError(f"label {int(bad[0])} is out of range: this model knows classes 0..{k - 1}")
+        return labels.to(device)
+
+
+def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Tensor | None = None,
+              batch_size: int = 64, device="cpu", seed: int = 0, max_seconds: float | None = None,
+              progress_bar: bool = True, dashboard=None, ema_fn=None) -> dict:
+    """Train ``model`` with its configuration's recipe. images: (N, C, H, W) in [-1, 1];
+    labels: (N,) class indices (conditional GAN). Returns the per-step history
+    {"loss_d", "loss_g", "d_real", "d_fake"} (d_* = mean σ(logit), D's probability of "real").
+
+    dashboard: an object with ``update(step, history, model)`` and ``close()``
+    (``genimg_course.dashboard.TrainingDashboard``); it replaces the progress bar.
+    ema_fn: the moving-average update (default ``ema_update``; the notebook passes yours).
+    Mixed precision stays off: these networks are small and a GAN's balance is touchy.
+    """
+    cfg = model.config
+    conditional = cfg.n_classes > 0
+    if conditional and labels is None:
+        raise ValueError("a conditional GAN needs the labels of its training images")
+    device = torch.device(device)
+    model.to(device).train()
+    G, D, G_ema = model.generator, model.discriminator, model.generator_ema
+    ema_fn = ema_fn or ema_update
+    d_loss_fn, g_loss_fn = losses(cfg.loss)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+    data = (images,) if not conditional else (images, labels.long())
+    loader = make_loader(torch.utils.data.TensorDataset(*data), batch_size, seed=seed, drop_last=len(images) > batch_size)
+    g = torch.Generator().manual_seed(seed)
+    history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}
+    deadline, step = Deadline(max_seconds), 0
+    epochs_bar = progress(range(epochs), type(model).__name__, progress_bar and dashboard is None)
+    for _ in epochs_bar:
+        for batch in loader:
+            real = batch[0].to(device)
+            y = batch[1].to(device) if conditional else None
+            z = torch.randn(len(real), cfg.z_dim, generator=g).to(device)
+            fake = G(z, y)
+            # --- discriminator: real → "real", G(z) → "fake" (G is not updated: detach)
+            real_in = diff_augment(real, cfg.augment, g).requires_grad_(cfg.r1_gamma > 0)
+            real_logits = D(real_in, y)
+            fake_logits = D(diff_augment(fake.detach(), cfg.augment, g), y)
+            loss_d = d_loss_fn(real_logits, fake_logits)
+            if cfg.r1_gamma > 0:
+                loss_d = loss_d + cfg.r1_gamma / 2 * r1_penalty(real_in, real_logits)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # --- generator: make the updated D call G(z) "real"
+            loss_g = g_loss_fn(D(diff_augment(fake, cfg.augment, g), y))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            if G_ema is not None:  # warm-up: average over fewer steps at first (decay (1+t)/(10+t))
+                ema_fn(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            _log(history, loss_d, loss_g, real_logits, fake_logits)
+            step += 1
+            if dashboard is not None:
+                dashboard.update(step, history, model)
+            if deadline.passed():
+                break
+        if deadline.passed():
+            break
+    if dashboard is not None:
+        dashboard.close()
+    model.eval()
+    return history

@@ -1,0 +1,169 @@
+"""Lesson 04's GAN module: losses, augmentation, the toy, the networks and the training loop."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genimg_course import gan
+
+
+def test_losses_match_their_formulas():
+    r, f = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-3.0, 0.0])
+    bce = F.binary_cross_entropy_with_logits
+    assert torch.allclose(gan.discriminator_loss(r, f), bce(r, torch.ones(3)) + bce(f, torch.zeros(2)))
+    assert torch.allclose(gan.generator_loss(f), bce(f, torch.ones(2)))
+    # hinge: max(0, 1 − r) = (0, 2, 0.5) → 2.5/3; max(0, 1 + f) = (0, 1) → 0.5
+    assert torch.allclose(gan.hinge_discriminator_loss(r, f), torch.tensor(2.5 / 3 + 0.5))
+    assert torch.allclose(gan.hinge_generator_loss(f), torch.tensor(1.5))
+    assert torch.isfinite(gan.discriminator_loss(torch.tensor([-500.0]), torch.tensor([500.0])))
+    with pytest.raises(ValueError, match="Valid losses: bce, hinge"):
+        gan.losses("wasserstein")
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_the_squared_weight_norm():
+    w = torch.tensor([3.0, -4.0])
+    x = torch.randn(5, 2, requires_grad=True)
+    assert torch.allclose(gan.r1_penalty(x, x @ w), torch.tensor(25.0))
+
+
+def test_diff_augment_keeps_shape_and_gradient_and_rejects_unknown_policies():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 16, 16, requires_grad=True)
+    for policy in ("color", "translation", "cutout", "color,translation,cutout"):
+        y = gan.diff_augment(x, policy, g)
+        assert y.shape == x.shape
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        assert grad.abs().sum() > 0, policy
+    assert torch.equal(gan.diff_augment(x, ""), x)
+    with pytest.raises(ValueError, match="Valid: color, translation, cutout"):
+        gan.diff_augment(x, "rotate")
+
+
+def test_translation_moves_pixels_and_cutout_blanks_a_square():
+    x = torch.zeros(200, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0  # one bright pixel
+    y = gan.diff_augment(x, "translation", torch.Generator().manual_seed(1))
+    rows = torch.nonzero(y[:, 0])  # (n, 3): image, row, column of the bright pixel
+    assert len(rows) == 200  # translation by at most 2 pixels keeps it inside
+    assert (rows[:, 1:] - 8).abs().max() == 2 and len(set(rows[:, 1].tolist())) > 1
+    ones = torch.ones(200, 1, 16, 16)
+    cut = gan.diff_augment(ones, "cutout", torch.Generator().manual_seed(2))
+    blank = (cut == 0).flatten(1).sum(1)
+    assert blank.max() == 64 and blank.min() > 0  # an 8 × 8 square, sometimes partly outside
+
+
+def test_ring_and_mode_coverage():
+    g = torch.Generator().manual_seed(3)
+    ring = gan.ring_of_gaussians(2000, generator=g)
+    assert gan.mode_coverage(ring) == (8, pytest.approx(1.0, abs=0.01))
+    one_mode = torch.tensor([[2.0, 0.0]]) + 0.01 * torch.randn(500, 2, generator=g)
+    assert gan.mode_coverage(one_mode) == (1, 1.0)
+    assert gan.mode_coverage(torch.zeros(100, 2)) == (0, 0.0)  # the centre of the ring is on no mode
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_generator_and_discriminator_shapes(shape):
+    for extra in ({}, gan.TUTORIAL_RECIPE, {"n_classes": 4}):
+        cfg = gan.GANConfig(image_shape=shape, width=8, **extra)
+        G, D = gan.Generator(cfg), gan.Discriminator(cfg)
+        labels = torch.tensor([0, 3, 1]) if cfg.n_classes else None
+        x = G(torch.randn(3, cfg.z_dim), labels)
+        assert x.shape == (3, *shape) and x.abs().max() <= 1
+        assert D(x, labels).shape == (3,)
+
+
+def test_config_errors_name_the_valid_choices():
+    with pytest.raises(ValueError, match="Valid losses"):
+        gan.GANConfig(loss="l2")
+    with pytest.raises(ValueError, match="image_shape must be square"):
+        gan.GANConfig(image_shape=(1, 28, 30))
+    with pytest.raises(ValueError, match="n_classes >= 2"):
+        gan.ConditionalGAN(gan.GANConfig(n_classes=0))
+
+
+def test_sampling_and_labels():
+    model = gan.DCGAN(gan.GANConfig(width=8))
+    s = model.sample(5, torch.Generator().manual_seed(0))
+    assert s.shape == (5, 1, 28, 28)
+    assert torch.equal(s, model.sample(5, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="conditional"):
+        model.sample(2, labels=3)
+    cgan = gan.ConditionalGAN(gan.GANConfig(width=8, n_classes=4))
+    assert cgan.sample(6).shape == (6, 1, 28, 28)
+    with pytest.raises(ValueError, match="classes 0..3"):
+        cgan.sample(2, labels=4)
+    with pytest.raises(ValueError, match="3 labels for 2 samples"):
+        cgan.sample(2, labels=[0, 1, 2])
+    grid = cgan.class_grid(n_noise=3, generator=torch.Generator().manual_seed(1))
+    assert grid.shape == (12, 1, 28, 28)
+    z = torch.randn(3, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        row2 = cgan.generator_ema.eval()(z, torch.full((3,), 2))
+    assert torch.allclose(grid[6:9], row2, atol=1e-6)  # row k: class k with the same three z
+
+
+def test_train_step_updates_both_players():
+    torch.manual_seed(0)
+    G, D = torch.nn.Linear(2, 3), torch.nn.Sequential(torch.nn.Linear(3, 1), torch.nn.Flatten(0))
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1)
+    g0, d0 = copy.deepcopy(G), copy.deepcopy(D)
+    real, z = torch.randn(4, 3), torch.randn(4, 2)
+    loss_d, loss_g = gan.train_step(G, D, opt_g, opt_d, real, z)
+    assert loss_d == pytest.approx(gan.discriminator_loss(d0(real), d0(g0(z))).item())
+    # D's step by hand, then G's step through the updated D
+    grads = torch.autograd.grad(gan.discriminator_loss(d0(real), d0(g0(z).detach())), list(d0.parameters()))
+    with torch.no_grad():
+        for p, gr in zip(d0.parameters(), grads):
+            p -= 0.1 * gr
+    assert all(torch.allclose(p, q) for p, q in zip(D.parameters(), d0.parameters()))
+    assert loss_g == pytest.approx(gan.generator_loss(d0(g0(z))).item())
+    assert not torch.allclose(G.weight, g0.weight)
+
+
+def test_ema_update_and_warm_up():
+    model = torch.nn.Linear(2, 2)
+    ema = copy.deepcopy(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    before = ema.weight.clone()
+    gan.ema_update(ema, model, 0.75)
+    assert torch.allclose(ema.weight, 0.75 * before + 0.25 * model.weight)
+
+
+def test_train_gan_learns_and_keeps_an_average(capsys):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(96, 1, 28, 28, generator=g) * 2 - 1
+    model = gan.DCGAN(gan.GANConfig(width=8))
+    g_before = copy.deepcopy(model.generator.state_dict())
+    history = gan.train_gan(model, images, epochs=2, batch_size=32, progress_bar=False)
+    assert set(history) == {"loss_d", "loss_g", "d_real", "d_fake"}
+    assert all(len(v) == 6 for v in history.values())  # 3 batches × 2 epochs
+    assert all(0 <= v <= 1 for v in history["d_real"] + history["d_fake"])
+    assert any(not torch.equal(v, model.generator.state_dict()[k]) for k, v in g_before.items())
+    assert not torch.equal(model.generator_ema.project.weight, model.generator.project.weight)
+    assert not model.training
+
+
+def test_train_gan_tutorial_recipe_and_conditional():
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(40, 1, 28, 28, generator=g) * 2 - 1, torch.arange(40) % 4
+    plain = gan.DCGAN(gan.GANConfig(width=8, **gan.TUTORIAL_RECIPE))
+    assert plain.generator_ema is None and plain.sampler is plain.generator
+    gan.train_gan(plain, images, 1, batch_size=20, progress_bar=False)
+    cgan = gan.ConditionalGAN(gan.GANConfig(width=8, n_classes=4, r1_gamma=1.0))
+    with pytest.raises(ValueError, match="needs the labels"):
+        gan.train_gan(cgan, images, 1, progress_bar=False)
+    history = gan.train_gan(cgan, images, 1, labels=labels, batch_size=20, progress_bar=False)
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in history.values())
+
+
+def test_toy_gan_snapshots_and_surface():
+    torch.manual_seed(0)
+    G, D = gan.toy_mlp(2, 2, hidden=16, depth=1), gan.toy_mlp(2, 1, hidden=16, depth=1)
+    history = gan.train_toy_gan(G, D, steps=20, batch_size=32, snapshot_every=10,
+                                r1_gamma=1.0, progress_bar=False)
+    assert [s for s, _ in history["snapshots"]] == [0, 10, 20] and len(history["loss_d"]) == 20
+    xs, ys, prob = gan.decision_surface(D, n=11)
+    assert prob.shape == (11, 11) and 0 <= prob.min() and prob.max() <= 1
