@@ -81,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu"])
     parser.add_argument("--folders", nargs="+", default=["notebooks", "solutions"])
+    parser.add_argument("--only", help="only notebooks whose name contains this, e.g. 04_gans")
     args = parser.parse_args()
     os.environ["GENIMG_PROFILE"] = args.profile
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -94,6 +95,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for folder in args.folders:
         for path in sorted((ROOT / folder).glob("*.ipynb")):
+            if args.only and args.only not in path.name:
+                continue
             nbval = f"{run_nbval(path):.1f}" if args.profile == "ci" else "-"
             seconds, mib = run_notebook(path)
             print(f"| {folder}/{path.name} | {nbval} | {seconds:.1f} | {mib:.0f} |", flush=True)

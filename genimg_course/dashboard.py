@@ -66,11 +66,14 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return ((c[idx] - c[lo]) / (idx - lo)).tolist()
 
 
-def history_figure(history: dict, smooth: int = 20, title: str = ""):
-    """Matplotlib figure (not shown): losses left, D(x) and D(G(z)) right, smoothed."""
-    from matplotlib.figure import Figure  # Figure, not pyplot: nothing is displayed by accident
+def history_figure(history: dict, smooth: int = 20, title: str = "", fig=None):
+    """Losses left, D(x) and D(G(z)) right, smoothed over ``smooth`` steps, drawn into ``fig``
+    (default: a new matplotlib Figure outside pyplot, so nothing is displayed by accident;
+    pass ``plt.figure(figsize=(10, 3))`` to show it in a notebook)."""
+    if fig is None:
+        from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 2.6))
+        fig = Figure(figsize=(8, 2.6))
     ax_loss, ax_d = fig.subplots(1, 2)
     for key, label in (("loss_d", "loss D"), ("loss_g", "loss G")):
         if history.get(key):
@@ -91,14 +94,17 @@ def history_figure(history: dict, smooth: int = 20, title: str = ""):
 
 
 class TrainingDashboard:
-    """``update(step, history, model)`` after every step; redraws every ``every`` steps.
+    """``update(step, history, model)`` after every step; redraws every ``every`` steps
+    (default: about 40 times over ``total`` steps).
 
     model: anything with ``sample(n, generator)`` (the samples come from fixed noise, so the
     grid shows the *same* z changing over training). ``total``: steps expected (progress bar).
     """
 
-    def __init__(self, every: int = 50, total: int | None = None, n_samples: int = 32, nrow: int = 8,
+    def __init__(self, every: int | None = None, total: int | None = None, n_samples: int = 32, nrow: int = 8,
                  mode: str = "auto", title: str = "", seed: int = 0):
+        if every is None:  # about 40 redraws per run: each costs a plot and a few samples
+            every = max(10, total // 40) if total else 50
         if every < 1:
             raise ValueError(f"every must be at least 1 step, got {every}")
         self.every, self.total, self.n_samples, self.nrow, self.title = every, total, n_samples, nrow, title

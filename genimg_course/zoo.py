@@ -42,8 +42,7 @@ def _train_vae(model, images, run, epochs, seed, max_seconds=None, progress_bar=
 
 def _train_gan(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
     return gan.train_gan(model, images, epochs, labels=labels if model.config.n_classes else None,
-                         batch_size=64, device=run.device, seed=seed, max_seconds=max_seconds,
-                         progress_bar=progress_bar)
+                         device=run.device, seed=seed, max_seconds=max_seconds, progress_bar=progress_bar)
 
 
 MODELS: dict[str, Family] = {
@@ -62,7 +61,7 @@ MODELS: dict[str, Family] = {
 # epochs of each family per profile, sized so a lesson trains in minutes on 2 CPU cores
 EPOCHS = {
     "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1, "dcgan": 1, "cgan": 1},
-    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100, "dcgan": 40, "cgan": 40},
+    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100, "dcgan": 60, "cgan": 60},
     "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300, "dcgan": 400, "cgan": 400},
 }
 

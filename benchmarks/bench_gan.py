@@ -1,0 +1,133 @@
+"""Lesson 04's DCGAN against the PyTorch DCGAN tutorial's recipe, at equal wall time on `digits`.
+
+    python benchmarks/bench_gan.py                 # 180 s each, seed 0
+    python benchmarks/bench_gan.py --seconds 60 --seeds 0 1
+    python benchmarks/bench_gan.py --toy            # lesson 04's ring of Gaussians: modes covered, with/without R1
+
+Each run trains in its own process (so peak memory is its own), on the whole `digits` training
+set, with the threads torch picks. The tutorial's recipe: BCE loss, Adam(2e-4,
+β1 = 0.5), BatchNorm in G and D, transposed convolutions, width 64 (ngf = ndf = 64), no moving
+average. Both are judged with lesson 05's metrics on 1,000 samples against the 360 test digits
+(classifier-feature FID; the floor is 1,000 real training digits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+RECIPES = {
+    "tutorial": "the PyTorch DCGAN tutorial (BCE, BatchNorm in D, width 64, batch 64, no EMA)",
+    "lesson": "lesson 04's DCGAN (zoo default: hinge, spectral norm, EMA, ...)",
+}
+
+
+def train_one(recipe: str, seconds: float, seed: int) -> dict:
+    import torch
+
+    from genimg_course import data, gan, metrics
+    from genimg_course.zoo import build_model, default_config
+
+    torch.manual_seed(seed)
+    images = data.load_dataset("digits", split="train").images
+    if recipe == "tutorial":
+        model = gan.DCGAN(gan.GANConfig(image_shape=(1, 28, 28), width=64, **gan.TUTORIAL_RECIPE))
+    else:
+        model = build_model("dcgan", default_config("dcgan", images.shape[1:]))
+    start = time.perf_counter()
+    batch = 64 if recipe == "tutorial" else None  # None: the lesson's batch_size_for(device), 32 on a CPU
+    history = gan.train_gan(model, images, epochs=10**6, batch_size=batch, seed=seed, max_seconds=seconds,
+                            progress_bar=False)
+    train_seconds = time.perf_counter() - start
+    samples = model.sample(1000, torch.Generator().manual_seed(1000 + seed))
+    result = metrics.evaluate_images(samples, "digits")
+    return {"recipe": recipe, "seed": seed, "steps": len(history["loss_d"]), "train_seconds": train_seconds,
+            "params_g": sum(p.numel() for p in model.generator.parameters()),
+            "params_d": sum(p.numel() for p in model.discriminator.parameters()),
+            "config": {k: v for k, v in vars(model.config).items()},
+            **{k: result[k] for k in ("fid", "kid", "precision", "recall", "classes_present", "largest_class_share",
+                                       "memorised_fraction", "histogram")}}
+
+
+def toy(seeds, steps: int = 2000) -> None:
+    """Modes of the 8-Gaussian ring covered after ``steps`` steps, plain GAN vs R1 (as in the lesson)."""
+    import torch
+
+    from genimg_course import gan
+
+    print(f"ring of 8 Gaussians, {steps} steps, batch 256, Adam(1e-3, β1 = 0.5), MLPs 3 × 128 (as in lesson 04)")
+    print("| seed | R1 γ | modes covered (≥ 1% of 1,000 samples) | samples on a mode (within 4σ) | seconds |")
+    print("|---:|---:|---:|---:|---:|")
+    for seed in seeds:
+        for gamma in (0.0, 0.1, 1.0):
+            torch.manual_seed(seed)
+            G, D = gan.toy_mlp(2, 2), gan.toy_mlp(2, 1)
+            start = time.perf_counter()
+            gan.train_toy_gan(G, D, steps, r1_gamma=gamma, seed=seed, progress_bar=False)
+            with torch.no_grad():
+                points = G(torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed)))
+            modes, on_mode = gan.mode_coverage(points)
+            print(f"| {seed} | {gamma} | {modes}/8 | {on_mode:.0%} | {time.perf_counter() - start:.1f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--toy", action="store_true", help="the 2-D toy of lesson 04 instead")
+    parser.add_argument("--one", choices=list(RECIPES), help=argparse.SUPPRESS)  # internal: one run
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.toy:
+        toy(args.seeds if args.seeds != [0] else [0, 1, 2])
+        return
+    if args.one:
+        print(json.dumps(train_one(args.one, args.seconds, args.seed)))
+        return
+
+    import torch
+
+    from genimg_course import data, metrics
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {args.seconds:.0f} s of training per run")
+    real = data.load_dataset("digits", split="train").images
+    floor = metrics.evaluate_images(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:1000]],
+                                    "digits")
+    rows = []
+    for seed in args.seeds:
+        for recipe in RECIPES:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            out = subprocess.run([sys.executable, __file__, "--one", recipe, "--seconds", str(args.seconds),
+                                  "--seed", str(seed)], capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, the largest child so far
+            r["peak_mib"] = peak / 1024 if peak > before else float("nan")
+            rows.append(r)
+            print(f"  {recipe} seed {seed}: {r['steps']} steps, FID {r['fid']:.1f}", flush=True)
+    print()
+    print("| recipe | seed | steps in the time | G / D parameters | peak memory (MiB) | FID ↓ | KID ↓ | precision | "
+          "recall | classes present | largest class share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| real training digits (floor) | - | - | - | - | {floor['fid']:.1f} | {floor['kid']:.4f} | "
+          f"{floor['precision']:.3f} | {floor['recall']:.3f} | {floor['classes_present']} | "
+          f"{floor['largest_class_share']:.3f} |")
+    for r in rows:
+        print(f"| {r['recipe']} | {r['seed']} | {r['steps']} | {r['params_g']:,} / {r['params_d']:,} | "
+              f"{r['peak_mib']:.0f} | {r['fid']:.1f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+              f"{r['classes_present']} | {r['largest_class_share']:.3f} |")
+    for seed in args.seeds:
+        fid = {r["recipe"]: r["fid"] for r in rows if r["seed"] == seed}
+        print(f"seed {seed}: lesson / tutorial FID = {fid['lesson'] / fid['tutorial']:.2f}")
+    lesson = next(r for r in rows if r["recipe"] == "lesson")
+    print(f"lesson's recipe: {lesson['config']}")
+
+
+if __name__ == "__main__":
+    main()
