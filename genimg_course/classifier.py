@@ -53,21 +53,27 @@ def train_classifier(dataset: str = "digits", seed: int = 0, epochs: int = 15, v
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
     x_all, y_all = train.images, train.labels
-    for _ in range(epochs):
-        perm = torch.randperm(len(x_all), generator=g)
-        for i in range(0, len(x_all), 64):
-            idx = perm[i:i + 64]
-            x = random_shift(x_all[idx], 2, g) if dataset == "digits" else x_all[idx]
-            loss = nn.functional.cross_entropy(model(x), y_all[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    with torch.enable_grad():  # also when called from inside no_grad code (classify trains on first use)
+        _fit(model, opt, x_all, y_all, epochs, g, shift=dataset == "digits")
     model.eval()
     with torch.no_grad():
         accuracy = (model(test.images).argmax(1) == test.labels).float().mean().item()
     if verbose:
         print(f"feature classifier for {dataset!r}: test accuracy {accuracy:.1%} on {len(test)} images")
     return model, accuracy
+
+
+def _fit(model, opt, x_all, y_all, epochs, g, shift: bool) -> None:
+    """Plain minibatch training with cross-entropy (shift: random translations of up to 2 pixels)."""
+    for _ in range(epochs):
+        perm = torch.randperm(len(x_all), generator=g)
+        for i in range(0, len(x_all), 64):
+            idx = perm[i:i + 64]
+            x = random_shift(x_all[idx], 2, g) if shift else x_all[idx]
+            loss = nn.functional.cross_entropy(model(x), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
 
 def get_classifier(dataset: str = "digits", seed: int = 0, verbose: bool = True) -> SmallClassifier:

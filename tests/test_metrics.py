@@ -145,3 +145,16 @@ def test_inception_features_path():
         pytest.skip(f"Inception-v3 weights are not on disk ({cached}); offline they cannot be downloaded")
     feats = M.inception_features(torch.rand(4, 1, 28, 28) * 2 - 1)
     assert feats.shape == (4, 2048)
+
+
+def test_first_use_trains_the_classifier_even_inside_no_grad(tmp_path, monkeypatch):
+    """A fresh student's first evaluate_images() trains the classifier from inside classify()'s no_grad."""
+    monkeypatch.setenv("GENIMG_DATA", str(tmp_path))
+    real_train = classifier.train_classifier
+    monkeypatch.setattr(classifier, "train_classifier", lambda dataset, seed=0, verbose=True:
+                        real_train(dataset, seed, epochs=1, verbose=verbose))
+    import torch
+
+    feats, probs = classifier.classify(torch.zeros(3, 1, 28, 28), "digits")
+    assert feats.shape == (3, 128) and probs.shape == (3, 10)
+    assert (tmp_path / "classifiers" / "digits-seed0.pt").exists()
