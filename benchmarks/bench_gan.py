@@ -51,6 +51,7 @@ def train_one(recipe: str, seconds: float, seed: int) -> dict:
             "params_g": sum(p.numel() for p in model.generator.parameters()),
             "params_d": sum(p.numel() for p in model.discriminator.parameters()),
             "config": {k: v for k, v in vars(model.config).items()},
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process's peak (KiB on Linux)
             **{k: result[k] for k in ("fid", "kid", "precision", "recall", "classes_present", "largest_class_share",
                                        "memorised_fraction", "histogram")}}
 
@@ -65,7 +66,7 @@ def toy(seeds, steps: int = 2000) -> None:
     print("| seed | R1 γ | modes covered (≥ 1% of 1,000 samples) | samples on a mode (within 4σ) | seconds |")
     print("|---:|---:|---:|---:|---:|")
     for seed in seeds:
-        for gamma in (0.0, 0.1, 1.0):
+        for gamma in (0.0, 0.1):
             torch.manual_seed(seed)
             G, D = gan.toy_mlp(2, 2), gan.toy_mlp(2, 1)
             start = time.perf_counter()
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.toy:
-        toy(args.seeds if args.seeds != [0] else [0, 1, 2])
+        toy(args.seeds if args.seeds != [0] else list(range(6)))
         return
     if args.one:
         print(json.dumps(train_one(args.one, args.seconds, args.seed)))
@@ -103,12 +104,9 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         for recipe in RECIPES:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             out = subprocess.run([sys.executable, __file__, "--one", recipe, "--seconds", str(args.seconds),
                                   "--seed", str(seed)], capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, the largest child so far
-            r["peak_mib"] = peak / 1024 if peak > before else float("nan")
             rows.append(r)
             print(f"  {recipe} seed {seed}: {r['steps']} steps, FID {r['fid']:.1f}", flush=True)
     print()

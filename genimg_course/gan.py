@@ -325,6 +325,8 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.n_classes:
+            if labels is None:
+                raise ValueError(f"this generator is conditional: pass labels (B,) in 0..{self.n_classes - 1}")
             z = conditional_input(z, labels, self.n_classes)  # (B, Z + K)
         h = self.project(z).view(-1, self.ch, self.base, self.base)  # (B, ch, s, s)
         return self.blocks(F.relu(self.bn0(h)))  # (B, C, H, W) in [-1, 1]
@@ -355,6 +357,8 @@ class Discriminator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None and labels is None:
+            raise ValueError("this discriminator is conditional: pass the labels of the images")
         phi = self.features(x)  # (B, D)
         logit = self.head(phi).squeeze(1)  # (B,)
         if self.embed is not None:
