@@ -287,7 +287,12 @@ def _n_up(size: int) -> int:
 
 
 def init_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: conv weights ~ N(0, 0.02), BatchNorm γ ~ N(1, 0.02), β = 0."""
+    """DCGAN initialisation: conv weights ~ N(0, 0.02), BatchNorm γ ~ N(1, 0.02), β = 0.
+
+    Spectral-normalised layers keep PyTorch's default: W / σ_max(W) does not depend on W's scale.
+    """
+    if torch.nn.utils.parametrize.is_parametrized(module):
+        return
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:

@@ -167,3 +167,14 @@ def test_toy_gan_snapshots_and_surface():
     assert [s for s, _ in history["snapshots"]] == [0, 10, 20] and len(history["loss_d"]) == 20
     xs, ys, prob = gan.decision_surface(D, n=11)
     assert prob.shape == (11, 11) and 0 <= prob.min() and prob.max() <= 1
+
+
+def test_dcgan_initialisation_only_where_it_applies():
+    torch.manual_seed(0)
+    tutorial = gan.DCGAN(gan.GANConfig(width=16, **gan.TUTORIAL_RECIPE))
+    conv = tutorial.discriminator.features[0]
+    assert abs(conv.weight.std().item() - 0.02) < 0.005  # N(0, 0.02)
+    lesson = gan.DCGAN(gan.GANConfig(width=16))  # spectral norm: default init, normalised
+    sn_conv = lesson.discriminator.features[0]
+    sigma = torch.linalg.matrix_norm(sn_conv.weight.detach().flatten(1), ord=2)
+    assert sigma == pytest.approx(1.0, rel=0.2)
