@@ -14,6 +14,7 @@ average. Both are judged with lesson 05's metrics on 1,000 samples against the 3
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -50,7 +51,7 @@ def train_one(recipe: str, seconds: float, seed: int) -> dict:
     return {"recipe": recipe, "seed": seed, "steps": len(history["loss_d"]), "train_seconds": train_seconds,
             "params_g": sum(p.numel() for p in model.generator.parameters()),
             "params_d": sum(p.numel() for p in model.discriminator.parameters()),
-            "config": {k: v for k, v in vars(model.config).items()},
+            "config": dataclasses.asdict(model.config),
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process's peak (KiB on Linux)
             **{k: result[k] for k in ("fid", "kid", "precision", "recall", "classes_present", "largest_class_share",
                                        "memorised_fraction", "histogram")}}

@@ -79,8 +79,7 @@ def cmd_train(args) -> int:
     dataset = load_dataset(args.dataset, split="train")
     images, labels = images_of(dataset, run.n_train), labels_of(dataset, run.n_train)
     family = MODELS[args.model]
-    n_classes = len(getattr(dataset, "classes", ()) or ())
-    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:]), n_classes=n_classes))
+    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes)))
     epochs = args.epochs if args.epochs is not None else EPOCHS[run.profile][args.model]
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
@@ -101,6 +100,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def draw_samples(model, n: int, seed: int, labels=None):
+    """n samples (N, C, H, W), about [-1, 1], on the CPU, drawn 500 at a time (bounded memory);
+    labels: None, or the class of each sample (conditional models)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    chunks = []
+    for i in range(0, n, 500):
+        kwargs = {} if labels is None else {"labels": labels[i:i + 500]}
+        chunks.append(model.sample(min(500, n - i), g, **kwargs).float().cpu())
+    return torch.cat(chunks)
+
+
 def cmd_sample(args) -> int:
     """Write N generated images: a float32 array (N, C, H, W) in [0, 1] (.npy) or a grid (.png)."""
     import numpy as np
@@ -117,18 +129,13 @@ def cmd_sample(args) -> int:
         raise ValueError(f"-n must be at least 1, got {args.n}")
     device = torch.device(args.device) if args.device else pick_device()
     model, payload = load_checkpoint(args.checkpoint, device=device)
-    g = torch.Generator().manual_seed(args.seed)
+    labels = None
     if args.label is not None:
-        k = getattr(model.config, "n_classes", 0)
-        if not k:
+        if not getattr(model.config, "n_classes", 0):
             raise ValueError(f"--label is for a conditional model ('cgan'); {str(args.checkpoint)!r} holds a "
                              f"{payload['family']!r} model")
-        if not 0 <= args.label < k:
-            raise ValueError(f"--label {args.label} is out of range: this model knows classes 0..{k - 1}")
-        chunks = [model.sample(min(500, args.n - i), g, labels=args.label).float().cpu() for i in range(0, args.n, 500)]
-    else:
-        chunks = [model.sample(min(500, args.n - i), g).float().cpu() for i in range(0, args.n, 500)]
-    images = ((torch.cat(chunks) + 1) / 2).clamp(0, 1)  # (N, C, H, W) in [0, 1]
+        labels = torch.full((args.n,), args.label)  # the model itself rejects a class it does not know
+    images = ((draw_samples(model, args.n, args.seed, labels) + 1) / 2).clamp(0, 1)  # (N, C, H, W) in [0, 1]
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, images.numpy().astype(np.float32))
@@ -170,11 +177,9 @@ def cmd_eval(args) -> int:
         model, payload = load_checkpoint(source)
         dataset = args.dataset or payload["dataset"]
         n = args.n or 1000
-        g = torch.Generator().manual_seed(args.seed)
         k = getattr(model.config, "n_classes", 0)
         asked = torch.arange(n) % k if k else None  # a conditional model is asked for every class in turn
-        images = torch.cat([model.sample(min(500, n - i), g, **({"labels": asked[i:i + 500]} if k else {})).float().cpu()
-                            for i in range(0, n, 500)])
+        images = draw_samples(model, n, args.seed, asked)
         what = f"{n} samples of {payload['family']} ({source.name})"
     results = evaluate_images(images, dataset, asked=asked)
     if args.json:

@@ -388,9 +388,6 @@ class DCGAN(nn.Module):
         """The generator used for samples: the moving average when there is one."""
         return self.generator_ema if self.generator_ema is not None else self.generator
 
-    def default_labels(self, n: int) -> torch.Tensor | None:
-        return None
-
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
         """n images (n, C, H, W) in [-1, 1]; ``labels`` (conditional GAN only): a class or n classes."""
