@@ -3,6 +3,7 @@
     python benchmarks/bench_gan.py                 # 180 s each, seed 0
     python benchmarks/bench_gan.py --seconds 60 --seeds 0 1
     python benchmarks/bench_gan.py --toy            # lesson 04's ring of Gaussians: modes covered, with/without R1
+    python benchmarks/bench_gan.py --device cuda --seconds 60   # on a GPU (the lesson's batch is 128 there)
 
 Each run trains in its own process (so peak memory is its own), on the whole `digits` training
 set, with the threads torch picks. The tutorial's recipe: BCE loss, Adam(2e-4,
@@ -29,7 +30,7 @@ RECIPES = {
 }
 
 
-def train_one(recipe: str, seconds: float, seed: int) -> dict:
+def train_one(recipe: str, seconds: float, seed: int, device: str) -> dict:
     import torch
 
     from genimg_course import data, gan, metrics
@@ -42,13 +43,17 @@ def train_one(recipe: str, seconds: float, seed: int) -> dict:
     else:
         model = build_model("dcgan", default_config("dcgan", images.shape[1:]))
     start = time.perf_counter()
-    batch = 64 if recipe == "tutorial" else None  # None: the lesson's batch_size_for(device), 32 on a CPU
-    history = gan.train_gan(model, images, epochs=10**6, batch_size=batch, seed=seed, max_seconds=seconds,
-                            progress_bar=False)
+    batch = 64 if recipe == "tutorial" else gan.batch_size_for(device)  # the lesson's: 32 on a CPU, 128 on a GPU
+    history = gan.train_gan(model, images, epochs=10**6, batch_size=batch, device=device, seed=seed,
+                            max_seconds=seconds, progress_bar=False)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
     train_seconds = time.perf_counter() - start
-    samples = model.sample(1000, torch.Generator().manual_seed(1000 + seed))
+    samples = model.sample(1000, torch.Generator().manual_seed(1000 + seed)).cpu()
     result = metrics.evaluate_images(samples, "digits")
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.device(device).type == "cuda" else 0.0
     return {"recipe": recipe, "seed": seed, "steps": len(history["loss_d"]), "train_seconds": train_seconds,
+            "batch": batch, "images_per_second": len(history["loss_d"]) * batch / train_seconds, "peak_gpu_mib": peak_gpu,
             "params_g": sum(p.numel() for p in model.generator.parameters()),
             "params_d": sum(p.numel() for p in model.discriminator.parameters()),
             "config": dataclasses.asdict(model.config),
@@ -83,6 +88,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--toy", action="store_true", help="the 2-D toy of lesson 04 instead")
+    parser.add_argument("--device", default="cpu", help="cpu (the figure the issue asks for) or cuda")
     parser.add_argument("--one", choices=list(RECIPES), help=argparse.SUPPRESS)  # internal: one run
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -90,7 +96,7 @@ def main() -> None:
         toy(args.seeds if args.seeds != [0] else list(range(6)))
         return
     if args.one:
-        print(json.dumps(train_one(args.one, args.seconds, args.seed)))
+        print(json.dumps(train_one(args.one, args.seconds, args.seed, args.device)))
         return
 
     import torch
@@ -98,7 +104,9 @@ def main() -> None:
     from genimg_course import data, metrics
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.seconds:.0f} s of training per run")
+          f"{torch.get_num_threads()} threads; device {args.device}"
+          f"{' (' + torch.cuda.get_device_name(0) + ')' if args.device.startswith('cuda') else ''}; "
+          f"{args.seconds:.0f} s of training per run")
     real = data.load_dataset("digits", split="train").images
     floor = metrics.evaluate_images(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:1000]],
                                     "digits")
@@ -106,20 +114,22 @@ def main() -> None:
     for seed in args.seeds:
         for recipe in RECIPES:
             out = subprocess.run([sys.executable, __file__, "--one", recipe, "--seconds", str(args.seconds),
-                                  "--seed", str(seed)], capture_output=True, text=True, check=True)
+                                  "--seed", str(seed), "--device", args.device], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"the {recipe} run (seed {seed}) failed:\n{out.stderr[-3000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(r)
             print(f"  {recipe} seed {seed}: {r['steps']} steps, FID {r['fid']:.1f}", flush=True)
     print()
-    print("| recipe | seed | steps in the time | G / D parameters | peak memory (MiB) | FID ↓ | KID ↓ | precision | "
-          "recall | classes present | largest class share |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| real training digits (floor) | - | - | - | - | {floor['fid']:.1f} | {floor['kid']:.4f} | "
+    print("| recipe | seed | steps in the time | batch | images/s | G / D parameters | peak memory (MiB) | "
+          "peak GPU memory (MiB) | FID ↓ | KID ↓ | precision | recall | classes present | largest class share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| real training digits (floor) | - | - | - | - | - | - | - | {floor['fid']:.1f} | {floor['kid']:.4f} | "
           f"{floor['precision']:.3f} | {floor['recall']:.3f} | {floor['classes_present']} | "
           f"{floor['largest_class_share']:.3f} |")
     for r in rows:
-        print(f"| {r['recipe']} | {r['seed']} | {r['steps']} | {r['params_g']:,} / {r['params_d']:,} | "
-              f"{r['peak_mib']:.0f} | {r['fid']:.1f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+        print(f"| {r['recipe']} | {r['seed']} | {r['steps']} | {r['batch']} | {r['images_per_second']:,.0f} | "
+              f"{r['params_g']:,} / {r['params_d']:,} | {r['peak_mib']:.0f} | {r['peak_gpu_mib']:.0f} | {r['fid']:.1f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
               f"{r['classes_present']} | {r['largest_class_share']:.3f} |")
     for seed in args.seeds:
         fid = {r["recipe"]: r["fid"] for r in rows if r["seed"] == seed}

@@ -2,12 +2,14 @@
 
     python benchmarks/bench_notebooks.py --profile ci        # what CI runs
     python benchmarks/bench_notebooks.py --profile cpu       # what a laptop / Binder student runs
+    python benchmarks/bench_notebooks.py --profile gpu --folders solutions   # on a GPU machine
 
 In the ci profile each notebook first runs under nbval exactly as `make test` runs it
 (pytest wall time, kernel start included). Then it runs top to bottom in a fresh kernel
 (nbclient) with GENIMG_PROFILE set, while a thread samples the kernel's resident memory
 (psutil) every 50 ms for the peak.
-Prints a Markdown table for benchmarks/RESULTS.md.
+Prints a Markdown table for benchmarks/RESULTS.md. A notebook that fails gets a row saying where
+and why, the others still run, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -24,6 +27,7 @@ from pathlib import Path
 import nbformat
 import psutil
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,23 +49,48 @@ class PeakMemory(threading.Thread):
             time.sleep(self.every)
 
 
-def run_notebook(path: Path) -> tuple[float, float]:
-    """(seconds, peak MiB) to execute one notebook in a fresh kernel."""
+class BudgetSpent(Exception):
+    """Raised between cells once a notebook has run longer than --budget seconds."""
+
+
+def run_notebook(path: Path, budget: float | None = None, cell_log: Path | None = None) -> tuple[float, float]:
+    """(seconds, peak MiB) to execute one notebook in a fresh kernel.
+
+    budget: stop (BudgetSpent) after the first cell that ends past it; cell_log: append each code
+    cell's seconds and first line to this file, as they finish (so a stopped run still says where
+    the time went).
+    """
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     monitor: dict[str, PeakMemory] = {}
+    clock = {"start": time.perf_counter(), "cell": 0.0}
 
     def started(**kwargs):
         monitor["m"] = PeakMemory(client.km.provisioner.process.pid)
         monitor["m"].start()
 
-    client.on_notebook_start = started
-    start = time.perf_counter()
-    client.execute()
-    seconds = time.perf_counter() - start
-    monitor["m"].running = False
-    return seconds, monitor["m"].peak / 2**20
+    def cell_started(cell, cell_index, **kwargs):
+        clock["cell"] = time.perf_counter()
+
+    def cell_done(cell, cell_index, **kwargs):
+        now = time.perf_counter()
+        if cell_log is not None:
+            lines = [l for l in cell.source.splitlines() if l.strip() and not l.startswith("#")]
+            first = (lines or [""])[0][:90]
+            with open(cell_log, "a") as f:
+                f.write(f"{path.name} cell {cell_index}: {now - clock['cell']:.1f} s | {first}\n")
+        if budget is not None and now - clock["start"] > budget:
+            raise BudgetSpent(f"stopped after cell {cell_index}: {now - clock['start']:.0f} s > budget {budget:.0f} s")
+
+    client.on_notebook_start, client.on_cell_start, client.on_cell_executed = started, cell_started, cell_done
+    clock["start"] = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        if "m" in monitor:
+            monitor["m"].running = False
+    return time.perf_counter() - clock["start"], monitor["m"].peak / 2**20
 
 
 def run_nbval(path: Path) -> float:
@@ -82,6 +111,9 @@ def main() -> None:
     parser.add_argument("--profile", default="ci", choices=["ci", "cpu", "gpu"])
     parser.add_argument("--folders", nargs="+", default=["notebooks", "solutions"])
     parser.add_argument("--only", help="only notebooks whose name contains this, e.g. 04_gans")
+    parser.add_argument("--no-nbval", action="store_true", help="in the ci profile, skip the nbval timing")
+    parser.add_argument("--budget", type=float, help="stop a notebook after the first cell that ends past this many seconds")
+    parser.add_argument("--cell-log", type=Path, help="append every code cell's time to this file")
     args = parser.parse_args()
     os.environ["GENIMG_PROFILE"] = args.profile
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -93,13 +125,23 @@ def main() -> None:
     print(f"profile: {args.profile}\n")
     print("| notebook | nbval wall time (s) | execution time (s) | peak kernel memory (MiB) |")
     print("|---|---:|---:|---:|")
+    failed = []
     for folder in args.folders:
         for path in sorted((ROOT / folder).glob("*.ipynb")):
             if args.only and args.only not in path.name:
                 continue
-            nbval = f"{run_nbval(path):.1f}" if args.profile == "ci" else "-"
-            seconds, mib = run_notebook(path)
+            try:
+                nbval = f"{run_nbval(path):.1f}" if args.profile == "ci" and not args.no_nbval else "-"
+                seconds, mib = run_notebook(path, args.budget, args.cell_log)
+            except (CellExecutionError, SystemExit, BudgetSpent) as error:
+                failed.append(path)
+                last = re.sub(r"\x1b\[[0-9;]*m", "", str(error).strip().splitlines()[-1])  # without terminal colours
+                print(f"| {folder}/{path.name} | FAILED: {last[:200]} | | |", flush=True)
+                print(str(error)[-4000:], file=sys.stderr, flush=True)
+                continue
             print(f"| {folder}/{path.name} | {nbval} | {seconds:.1f} | {mib:.0f} |", flush=True)
+    if failed:
+        raise SystemExit(f"{len(failed)} notebook(s) failed: {', '.join(p.name for p in failed)}")
 
 
 if __name__ == "__main__":

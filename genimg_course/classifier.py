@@ -107,7 +107,7 @@ def classify(images: torch.Tensor, dataset: str = "digits", batch: int = 500):
     """(features (N, 128) float64 numpy, class probabilities (N, K)) of images in [-1, 1]."""
     model = get_classifier(dataset, verbose=False)
     feats, probs = [], []
-    for x in images.float().split(batch):
+    for x in images.detach().float().cpu().split(batch):  # the classifier lives on the CPU
         f = model.features(x)
         feats.append(f.double())
         probs.append(torch.softmax(model.head(f), 1).double())
