@@ -5,6 +5,7 @@ How lesson 04's recipe was chosen (see benchmarks/RESULTS.md). Examples:
     python benchmarks/gan_ablation.py --width 32 --batch 32 --set lr_g=4e-4 lr_d=8e-4 "betas=(0.0, 0.99)"
     python benchmarks/gan_ablation.py --width 64 --batch 64 --tutorial
     python benchmarks/gan_ablation.py --set augment=translation,cutout
+    python benchmarks/gan_ablation.py --set d_kernel=4 --seed 1    # D's kernels as in the PyTorch tutorial
 
 Prints the steps reached and FID / precision / recall / classes present (1,000 samples,
 lesson 05's metrics) of the last generator and of its moving averages with decays 0.99,

@@ -74,6 +74,8 @@ def load_checkpoint(path, family: str | None = None, device="cpu"):
     if saved not in MODELS:
         raise CheckpointError(f"{str(path)!r} holds an unknown model family {saved!r}. "
                               f"Known families: {', '.join(MODELS)}.")
+    if saved in ("dcgan", "cgan"):  # saved before D's kernel size was a setting: it was 4 × 4
+        payload["config"].setdefault("d_kernel", 4)
     model = build_model(saved, payload["config"])
     try:
         model.load_state_dict(payload["state_dict"])

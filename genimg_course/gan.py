@@ -237,15 +237,16 @@ class GANConfig:
     """A DCGAN and the recipe it is trained with (saved in its checkpoint).
 
     The defaults are the lesson's recipe, chosen by measuring FID at equal wall time on 2 CPU
-    cores (benchmarks/bench_gan.py): narrow networks, hinge loss and spectral norm with two
-    time-scale learning rates, batch 32 on a CPU, and a moving average of G. ``TUTORIAL_RECIPE``
-    is the PyTorch DCGAN tutorial's.
+    cores (benchmarks/bench_gan.py, benchmarks/gan_ablation.py): narrow networks, 5 × 5 kernels
+    in D, hinge loss and spectral norm with two time-scale learning rates, batch 32 on a CPU, and
+    a moving average of G. ``TUTORIAL_RECIPE`` is the PyTorch DCGAN tutorial's.
     """
 
     image_shape: tuple = (1, 28, 28)
     z_dim: int = 64
     width: int = 32  # channels of D's first layer (and G's last hidden layer); doubled per resolution
     n_classes: int = 0  # > 0: a class-conditional GAN
+    d_kernel: int = 5  # D's convolutions: k × k, stride 2, padding (k−1)//2 (the PyTorch tutorial's: 4)
     loss: str = "hinge"  # 'bce' (non-saturating) or 'hinge'
     spectral_norm: bool = True  # on every layer of D
     d_batchnorm: bool = False  # BatchNorm in D (the original DCGAN); clashes with spectral norm and R1
@@ -259,6 +260,8 @@ class GANConfig:
 
     def __post_init__(self):
         losses(self.loss)  # raises on an unknown loss
+        if self.d_kernel not in (3, 4, 5, 6, 7):
+            raise ValueError(f"d_kernel must be 3, 4, 5, 6 or 7 (a k × k stride-2 convolution), got {self.d_kernel!r}")
         if self.upsample not in UPSAMPLING:
             raise ValueError(f"Unknown upsample {self.upsample!r}. Valid: {', '.join(UPSAMPLING)}.")
         diff_augment(torch.zeros(1, 1, 8, 8), self.augment)  # raises on an unknown policy
@@ -268,8 +271,8 @@ class GANConfig:
 
 
 # The PyTorch DCGAN tutorial's recipe: BCE, Adam(2e-4, β1 = 0.5), BatchNorm in both nets, no EMA.
-TUTORIAL_RECIPE = dict(loss="bce", spectral_norm=False, d_batchnorm=True, ema_decay=0.0, augment="", r1_gamma=0.0,
-                       upsample="transposed", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999))
+TUTORIAL_RECIPE = dict(loss="bce", spectral_norm=False, d_batchnorm=True, d_kernel=4, ema_decay=0.0, augment="",
+                       r1_gamma=0.0, upsample="transposed", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999))
 
 
 def batch_size_for(device) -> int:
@@ -338,7 +341,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """(B, C, H, W) → n × [Conv ×½, (BN), LeakyReLU 0.2] → Linear → logit (B,).
+    """(B, C, H, W) → n × [Conv k×k ×½, (BN), LeakyReLU 0.2] → Linear → logit (B,).
 
     Conditional: a *projection* discriminator (Miyato & Koyama 2018), logit = ψ(φ(x)) + ⟨e_y, φ(x)⟩.
     """
@@ -350,7 +353,8 @@ class Discriminator(nn.Module):
         sn = _spectral_norm if cfg.spectral_norm else (lambda m: m)
         layers, ch_in, ch = [], c, cfg.width
         for i in range(n):
-            layers.append(sn(nn.Conv2d(ch_in, ch, 4, 2, 1, bias=not cfg.d_batchnorm or i == 0)))
+            k = cfg.d_kernel  # padding (k−1)//2 halves the size for every k: 28 → 14 → 7, 32 → 16 → 8 → 4
+            layers.append(sn(nn.Conv2d(ch_in, ch, k, 2, (k - 1) // 2, bias=not cfg.d_batchnorm or i == 0)))
             if cfg.d_batchnorm and i > 0:  # DCGAN: no BatchNorm on D's input layer
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(nn.LeakyReLU(0.2))

@@ -21,6 +21,17 @@ def test_round_trip_every_family(tmp_path, family):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
 
 
+def test_gan_checkpoint_from_before_d_kernel_still_loads(tmp_path):
+    model = build_model("dcgan", {**default_config("dcgan", (1, 28, 28)), "d_kernel": 4})
+    path = save_checkpoint(tmp_path / "old.pt", model, "digits")
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["d_kernel"]  # as saved by the course before D's kernel was a setting
+    torch.save(payload, path)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.config.d_kernel == 4
+    torch.testing.assert_close(loaded.discriminator.state_dict(), model.discriminator.state_dict())
+
+
 def test_other_family_corrupt_and_foreign_files(tmp_path):
     path = save_checkpoint(tmp_path / "vae.pt", vae.MLPVAE(), "digits")
     with pytest.raises(CheckpointError, match="holds a 'vae' model, not a 'conv-vae' model"):

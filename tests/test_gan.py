@@ -81,6 +81,16 @@ def test_config_errors_name_the_valid_choices():
         gan.GANConfig(image_shape=(1, 28, 30))
     with pytest.raises(ValueError, match="n_classes >= 2"):
         gan.ConditionalGAN(gan.GANConfig(n_classes=0))
+    with pytest.raises(ValueError, match="d_kernel must be 3, 4, 5, 6 or 7"):
+        gan.GANConfig(d_kernel=2)
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 6, 7])
+def test_every_discriminator_kernel_halves_the_image(k):
+    D = gan.Discriminator(gan.GANConfig(image_shape=(3, 32, 32), width=8, d_kernel=k))
+    assert D.features[0].weight.shape[-2:] == (k, k)
+    assert D.features[:2](torch.zeros(2, 3, 32, 32)).shape == (2, 8, 16, 16)
+    assert D(torch.zeros(2, 3, 32, 32)).shape == (2,)
 
 
 def test_sampling_and_labels():
