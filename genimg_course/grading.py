@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -121,10 +122,22 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
         raise ValueError(f"not a notebook nbformat can read ({type(err).__name__}: {err})") from None
 
 
+# Submissions are graded in threads (-j N), and CPython 3.11 keeps the AST constructor's recursion
+# counter in state shared by all threads: two ast.parse calls at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (seen here under pytest; CPython gh-106905). One parse at a time.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_source(source: str) -> ast.Module:
+    """``ast.parse``, one thread at a time (raises SyntaxError like it)."""
+    with _PARSE_LOCK:
+        return ast.parse(source)
+
+
 def defined_functions(source: str) -> list[str]:
     """Top-level function names a code cell defines ([] if it does not parse)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except SyntaxError:
         return [m.group(1) for m in re.finditer(r"^def\s+(\w+)\s*\(", source, re.MULTILINE)]
     return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -166,7 +179,7 @@ def identify_lesson(nb: nbformat.NotebookNode, path: Path, lessons: dict) -> tup
 def static_problems(source: str, name: str, reference) -> tuple[str, str] | None:
     """(status, message) when an answer cell's code reaches into the course or calls the reference."""
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except SyntaxError as err:
         return "failed", f"syntax error in your answer cell, line {err.lineno}: {err.msg}"
     for node in ast.walk(tree):
