@@ -3,6 +3,7 @@
     python benchmarks/bench_gan.py                 # 180 s each, seed 0
     python benchmarks/bench_gan.py --seconds 60 --seeds 0 1
     python benchmarks/bench_gan.py --toy            # lesson 04's ring of Gaussians: modes covered, with/without R1
+    python benchmarks/bench_gan.py --collapse       # lesson 04's collapsing setting, seeds 0 1 2
     python benchmarks/bench_gan.py --device cuda --seconds 60   # on a GPU (the lesson's batch is 128 there)
 
 Each run trains in its own process (so peak memory is its own), on the whole `digits` training
@@ -83,15 +84,40 @@ def toy(seeds, steps: int = 2000) -> None:
             print(f"| {seed} | {gamma} | {modes}/8 | {on_mode:.0%} | {time.perf_counter() - start:.1f} |", flush=True)
 
 
+def collapse(seeds, steps: int = 1500) -> None:
+    """Lesson 04's collapsing setting (lr 1e-4, 16-d noise, batch 64): modes covered at 6 snapshots."""
+    import torch
+
+    from genimg_course import gan
+
+    print(f"ring of 8 Gaussians, {steps} steps, batch 64, Adam(1e-4, β1 = 0.5), z 16-d, MLPs 3 × 128 (lesson 04)")
+    print("| seed | R1 γ | modes covered at steps 0, 1/5, …, end | at the end: samples on a mode | seconds |")
+    print("|---:|---:|---|---:|---:|")
+    for seed in seeds:
+        for gamma in (0.0, 0.1):
+            torch.manual_seed(seed)
+            G, D = gan.toy_mlp(16, 2), gan.toy_mlp(2, 1)
+            start = time.perf_counter()
+            h = gan.train_toy_gan(G, D, steps, batch_size=64, z_dim=16, lr=1e-4, r1_gamma=gamma, seed=seed,
+                                  snapshot_every=steps // 5, progress_bar=False)
+            counts = [gan.mode_coverage(p)[0] for _, p in h["snapshots"]]
+            on_mode = gan.mode_coverage(h["snapshots"][-1][1])[1]
+            print(f"| {seed} | {gamma} | {counts} | {on_mode:.0%} | {time.perf_counter() - start:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--toy", action="store_true", help="the 2-D toy of lesson 04 instead")
+    parser.add_argument("--collapse", action="store_true", help="lesson 04's collapsing 2-D setting instead")
     parser.add_argument("--device", default="cpu", help="cpu (the figure the issue asks for) or cuda")
     parser.add_argument("--one", choices=list(RECIPES), help=argparse.SUPPRESS)  # internal: one run
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.collapse:
+        collapse(args.seeds if args.seeds != [0] else [0, 1, 2])
+        return
     if args.toy:
         toy(args.seeds if args.seeds != [0] else list(range(6)))
         return

@@ -12,7 +12,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from genimg_course import gan, metrics, mlp, preprocess, vae
-from genimg_course.exercises import Tester, describe, exercise
+from genimg_course.exercises import Tester, compare_tensors, describe, exercise
 
 
 def _image(shape, seed: int, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
@@ -22,7 +22,15 @@ def _image(shape, seed: int, low: float = 0.1, high: float = 0.9) -> torch.Tenso
 
 
 # ------------------------------------------------------------------ 01_preprocessing
-@exercise(lesson="01_preprocessing", points=2, reference=preprocess.adjust_contrast)
+_TV, _TV1 = "torchvision.transforms.v2", "torchvision.transforms"  # torchvision's two transforms APIs
+
+
+@exercise(lesson="01_preprocessing", points=2, reference=preprocess.adjust_contrast,
+          forbidden=(f"{_TV}.functional.adjust_contrast", f"{_TV}.functional.adjust_contrast_image",
+                     f"{_TV1}.functional.adjust_contrast", f"{_TV}.ColorJitter", f"{_TV1}.ColorJitter",
+                     "PIL.ImageEnhance.Contrast"),
+          instead="Use tensor operations (arithmetic, `.sum`, `.mean`, `.clamp`); torchvision's `adjust_contrast` "
+                  "and `ColorJitter` and PIL's `ImageEnhance.Contrast` may not be used.")
 def adjust_contrast(t: Tester, fn):
     """adjust_contrast(x, factor): x' = clip(μ + c (x − μ)) with μ the image's mean gray level."""
     # torchvision weighs red by 0.2989 where we (and PIL) use 0.299: a difference below 1e-3.
@@ -40,7 +48,12 @@ def adjust_contrast(t: Tester, fn):
             "each image uses its own mean", hint="take the mean over dims (-3, -2, -1) with keepdim=True")
 
 
-@exercise(lesson="01_preprocessing", points=2, reference=preprocess.contrast_stretch)
+@exercise(lesson="01_preprocessing", points=2, reference=preprocess.contrast_stretch,
+          forbidden=(f"{_TV}.functional.autocontrast", f"{_TV}.functional.autocontrast_image",
+                     f"{_TV1}.functional.autocontrast", f"{_TV}.RandomAutocontrast", f"{_TV1}.RandomAutocontrast",
+                     "PIL.ImageOps.autocontrast"),
+          instead="Use tensor operations (`torch.quantile`, `torch.where`, arithmetic, `.clamp`); torchvision's "
+                  "`autocontrast` and PIL's `ImageOps.autocontrast` may not be used.")
 def contrast_stretch(t: Tester, fn):
     """contrast_stretch(x, low, high): map each channel's low/high percentiles to 0 and 1."""
     x = _image((3, 8, 8), seed=4, low=0.3, high=0.6)
@@ -52,6 +65,14 @@ def contrast_stretch(t: Tester, fn):
             "the result to [0, 1]")
     b = _image((2, 1, 5, 5), seed=5, low=0.2, high=0.5)
     t.close(fn, (b,), TF.autocontrast(b), input="a batch (2, 1, 5, 5): each image stretched on its own")
+    flat = x.clone()
+    flat[1] = 0.4  # a flat green channel: max = min, nothing to stretch
+    t.close(fn, (flat,), TF.autocontrast(flat), input="a (3, 8, 8) image whose green channel is flat (all 0.4), "
+            "low=0, high=100: the flat channel must come back unchanged, as torchvision's autocontrast returns it",
+            hint="where p_high − p_low is 0, dividing by it gives NaN (0/0); return such a channel unchanged "
+            "with torch.where")
+    t.close(fn, (flat, 5.0, 95.0), preprocess.contrast_stretch(flat, 5.0, 95.0), input="the same image with a flat "
+            "green channel, low=5, high=95", hint="guard the flat channel for any percentiles, not only min/max")
     ok, out = t.call(fn, (x,), input="a (3, 8, 8) image")
     if ok and isinstance(out, torch.Tensor) and out.shape == x.shape:
         lo, hi = out.amin(dim=(-2, -1)), out.amax(dim=(-2, -1))
@@ -82,7 +103,11 @@ def gray_world(t: Tester, fn):
             "exceed 1 (must be clipped to [0, 1])", hint="finish with .clamp(0, 1)")
 
 
-@exercise(lesson="01_preprocessing", points=1, reference=preprocess.normalize)
+@exercise(lesson="01_preprocessing", points=1, reference=preprocess.normalize,
+          forbidden=(f"{_TV}.functional.normalize", f"{_TV}.functional.normalize_image", f"{_TV1}.functional.normalize",
+                     f"{_TV}.Normalize", f"{_TV1}.Normalize"),
+          instead="Use tensor operations (`torch.as_tensor`, `.reshape`, `-`, `/`); torchvision's `normalize` and "
+                  "`Normalize` may not be used.")
 def normalize(t: Tester, fn):
     """normalize(x, mean=0.5, std=0.5): x' = (x − mean) / std per channel; defaults map [0, 1] to [-1, 1]."""
     x = _image((3, 4, 4), seed=9, low=0.0, high=1.0)
@@ -178,7 +203,18 @@ def mmd2(t: Tester, fn):
 
 
 # ------------------------------------------------------------------ 03_vae
-@exercise(lesson="03_vae", points=2, reference=vae.reparameterize)
+def _ks_normal(u: torch.Tensor) -> float:
+    """Kolmogorov–Smirnov statistic of a 1-D sample against N(0, 1): max |empirical CDF − Φ|."""
+    u, n = u.sort().values, len(u)
+    cdf = torch.distributions.Normal(0.0, 1.0).cdf(u.double())
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return max((i / n - cdf).abs().max().item(), (cdf - (i - 1) / n).abs().max().item())
+
+
+@exercise(lesson="03_vae", points=2, reference=vae.reparameterize,
+          forbidden=("torch.distributions.Normal", "torch.distributions.MultivariateNormal"),
+          instead="Draw ε with `torch.randn_like(mu)` and transform it; `torch.distributions.Normal(...).rsample()` "
+                  "may not be used (it is this exercise).")
 def reparameterize(t: Tester, fn):
     """reparameterize(mu, logvar): z = μ + σ ε with σ = exp(½ log σ²), ε ~ N(0, I)."""
     n = 20_000
@@ -197,19 +233,34 @@ def reparameterize(t: Tester, fn):
     t.expect(torch.allclose(std, torch.tensor([0.5, 2.0]), atol=0.05), f"the same {n} rows",
              f"the sample standard deviation should be σ = exp(½ log σ²) = [0.5, 2.0]; got "
              f"{[round(v, 3) for v in std.tolist()]}. (exp(log σ²) is the variance, not σ.)")
+    # two moments are not a distribution: (z − μ)/σ must be N(0, 1) (a uniform ε of variance 1 has the moments)
+    eps = (z.detach().double() - mu.double()) / torch.tensor([0.5, 2.0], dtype=torch.float64)  # (n, 2)
+    ks = max(_ks_normal(eps[:, j]) for j in range(2))
+    q = torch.quantile(eps[:, 0], torch.tensor([0.001, 0.5, 0.999], dtype=torch.float64))
+    t.expect(ks < 0.02, f"the same {n} rows, standardised: ε = (z − μ)/σ",
+             f"ε should be N(0, 1), but its CDF is up to {ks:.3f} away from the normal CDF Φ (Kolmogorov–Smirnov "
+             f"statistic; a normal sample of this size stays below 0.02). Its 0.1%, 50%, 99.9% quantiles are "
+             f"{[round(v, 2) for v in q.tolist()]}, N(0, 1)'s are [-3.09, 0.0, 3.09]. Draw ε with torch.randn_like "
+             f"(torch.rand_like is uniform)")
     m = torch.zeros(3, 2, requires_grad=True)
     lv = torch.zeros(3, 2, requires_grad=True)
     ok, z = t.call(fn, (m, lv), input="mu, logvar (3, 2) that require grad")
     if ok and isinstance(z, torch.Tensor) and z.requires_grad:
         z.sum().backward()
-        t.expect(m.grad is not None and torch.allclose(m.grad, torch.ones(3, 2)) and lv.grad is not None,
+        # z = μ + exp(½ log σ²) ε  ⇒  ∂z/∂μ = 1 and ∂z/∂log σ² = ½ σ ε = ½ (z − μ)
+        t.expect(m.grad is not None and torch.allclose(m.grad, torch.ones(3, 2)) and lv.grad is not None
+                 and torch.allclose(lv.grad, 0.5 * (z.detach() - m.detach()), atol=1e-5),
                  "mu, logvar (3, 2) that require grad",
-                 "gradients must flow to μ (∂z/∂μ = 1) and to log σ²: build z from mu and logvar with torch ops")
+                 "gradients must flow to μ (∂z/∂μ = 1) and to log σ² (∂z/∂log σ² = ½ σ ε): build z from mu and "
+                 "logvar with torch ops (torch.normal(mu, std) passes no gradient)")
     elif ok:
         t.fail("mu, logvar (3, 2) that require grad", "z does not depend on mu and logvar through autograd")
 
 
-@exercise(lesson="03_vae", points=2, reference=vae.kl_divergence)
+@exercise(lesson="03_vae", points=2, reference=vae.kl_divergence,
+          forbidden=("torch.distributions.kl_divergence", "torch.distributions.kl._kl_normal_normal"),
+          instead="Use tensor operations (`.pow`, `.exp`, `.sum`); `torch.distributions.kl_divergence` may not be "
+                  "used (the check uses it as the oracle).")
 def kl_divergence(t: Tester, fn):
     """kl_divergence(mu, logvar): ½ Σ_j (μ² + σ² − log σ² − 1), one number per example."""
     g = torch.Generator().manual_seed(16)
@@ -244,6 +295,25 @@ def elbo(t: Tester, fn):
     t.close(fn, (xg, logits, mu, logvar, "gaussian", 0.2), log_px_g - kl, input="gray x in [0, 1], "
             "likelihood='gaussian', sigma=0.2 (compared with torch.distributions.Normal(sigmoid(x_logits), 0.2))",
             hint="the decoder's mean is sigmoid(x_logits); don't forget the −log(σ√(2π)) per pixel")
+    # confident decoders: logits ±40, half of the pixels wrong. sigmoid(40) rounds to 1 in float32, so
+    # log(1 − sigmoid(40)) = log 0 = −inf: the log-likelihood must come from the logits themselves.
+    x_sure = torch.tensor([[1.0, 0.0, 1.0, 0.0]]).view(1, 1, 2, 2)
+    logits_sure = torch.tensor([[40.0, -40.0, -40.0, 40.0]]).view(1, 1, 2, 2)
+    zero = torch.zeros(1, 2)
+    expected = torch.distributions.Bernoulli(logits=logits_sure).log_prob(x_sure).flatten(1).sum(1)  # −80
+    where = "x = (1, 0, 1, 0), x_logits = (40, −40, −40, 40), μ = 0, log σ² = 0, likelihood='bernoulli'"
+    ok, got = t.call(fn, (x_sure, logits_sure, zero, zero, "bernoulli"), input=where)
+    if ok and isinstance(got, torch.Tensor) and not torch.isfinite(got.detach()).all():
+        t.fail(where, f"expected {expected.tolist()} (finite), got {got.tolist()}: log(sigmoid(ℓ)) underflows at "
+               f"|ℓ| = 40 (sigmoid(40) is 1.0 in float32, so log(1 − p) = log 0). Compute log p(x|z) from the "
+               f"logits: −F.binary_cross_entropy_with_logits(x_logits, x, reduction='none')")
+    elif ok:
+        message = compare_tensors(got, expected)
+        if message:
+            t.fail(where, message + "\n    hint: a wrong pixel at |ℓ| = 40 costs 40 nats; probabilities clamped "
+                   "before the log (F.binary_cross_entropy clamps at −100) give the wrong number")
+        else:
+            t.passed += 1
 
 
 # ------------------------------------------------------------------ 04_gans
@@ -413,6 +483,10 @@ def _close_number(t: Tester, fn, args: tuple, expected: float, input: str, rel: 
     ok, got = t.call(fn, args, input)
     if not ok:
         return
+    if isinstance(got, complex) or getattr(getattr(got, "dtype", None), "kind", "") == "c":
+        t.fail(input, f"expected a real number (a float), got the complex number {complex(got):.6g}"
+               + (f"\n    hint: {hint}" if hint else ""))
+        return
     try:
         value = float(got)
     except (TypeError, ValueError):
@@ -445,6 +519,18 @@ def frechet_distance(t: Tester, fn):
     expected = float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
     _close_number(t, fn, (m1, s1, m2, s2), expected, "full 4x4 covariances of random features (compared with "
                   "scipy.linalg.sqrtm)", rel=1e-5, hint="the trace term is Tr(Σ1) + Tr(Σ2) − 2 Tr((Σ1 Σ2)^½)")
+    # singular covariances (fewer samples than dimensions): the case the lesson's stable square root is for.
+    # Oracle: with Σ1 = AᵀA, Σ2 = BᵀB (A, B the centred samples / √(n − 1)), the square roots of the
+    # eigenvalues of Σ1 Σ2 are the singular values of A Bᵀ, so Tr((Σ1 Σ2)^½) is their sum.
+    x, y = rng.normal(size=(5, 16)), rng.normal(size=(6, 16)) + 0.5
+    m1, s1, m2, s2 = x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False)
+    a, b = (x - m1) / np.sqrt(len(x) - 1), (y - m2) / np.sqrt(len(y) - 1)
+    expected = float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                     - 2 * np.linalg.svd(a @ b.T, compute_uv=False).sum())
+    _close_number(t, fn, (m1, s1, m2, s2), expected, "singular 16x16 covariances of 5 and 6 samples (rank 4 and 5)",
+                  rel=1e-5, hint="with singular covariances Σ1 Σ2 has eigenvalues that are 0 up to rounding, some "
+                  "slightly negative or complex: sqrtm returns complex numbers and np.sqrt NaNs. Use the symmetric "
+                  "matrix Σ1^½ Σ2 Σ1^½ (np.linalg.eigh) and clip its eigenvalues at 0, as the lesson says")
 
 
 @exercise(lesson="05_evaluation", points=3, reference=metrics.precision_recall)
@@ -472,6 +558,13 @@ def precision_recall(t: Tester, fn):
                  f"expected (precision, recall) = ({expected[0]:.4f}, {expected[1]:.4f}), got {got!r}\n    hint: the "
                  "radius of each point is the distance to its k-th nearest neighbour in its *own* set (not itself); "
                  "a narrow cluster has high precision and low recall")
+    left, right = np.array([[0.0], [1], [2], [3]]), np.array([[6.0], [7], [8], [9]])  # ρ_3 = 3 for the ends
+    ok, got = t.call(fn, (left, right, 3), input="1-D real points 0-3, fake 6-9, k=3: 6 is exactly ρ_3(3) = 3 from 3")
+    if ok:
+        t.expect(isinstance(got, tuple) and len(got) == 2 and np.allclose([float(v) for v in got], (0.25, 0.25)),
+                 "1-D real points 0-3, fake 6-9, k=3: 6 is exactly ρ_3(3) = 3 from 3",
+                 f"expected (0.2500, 0.2500), got {got!r}\n    hint: the balls are closed: a point at distance "
+                 "exactly ρ_k lies inside (use <=, not <), so 6 is in the ball of 3 and 3 in the ball of 6")
     line = np.array([[0.0], [1], [2], [3], [10], [11], [12], [13]])  # real points on a line
     probe = np.array([[5.5], [20], [21], [22], [23]])  # 5.5 is 2.5 from the point 3, whose ρ_3 is 3 (but ρ_2 is 2)
     expected_line = metrics.precision_recall(line, probe, 3)
@@ -481,10 +574,10 @@ def precision_recall(t: Tester, fn):
                  "1-D real points 0-3 and 10-13, fake 5.5 and 20-23, k=3",
                  f"expected ({expected_line[0]:.4f}, {expected_line[1]:.4f}), got {got!r}\n    hint: 5.5 lies "
                  "inside the ball around 3 only if its radius is the distance to the 3rd neighbour (0), not the 2nd")
-    probe5 = np.array([[7.0], [20], [21], [22], [23], [24]])  # 7 is 4 from the point 3: inside ρ_5 = 8, not ρ_3 = 3
+    probe5 = np.array([[7.0], [20.5], [21.5], [22.5], [23.5], [24.5]])  # 7 is 4 from 3: inside ρ_5 = 8, not ρ_3 = 3
     expected5 = metrics.precision_recall(line, probe5, 5)
-    ok, got = t.call(fn, (line, probe5, 5), input="the same real points, fake 7 and 20-24, k=5")
+    ok, got = t.call(fn, (line, probe5, 5), input="the same real points, fake 7 and 20.5-24.5, k=5")
     if ok:
         t.expect(isinstance(got, tuple) and len(got) == 2 and np.allclose([float(v) for v in got], expected5),
-                 "the same real points, fake 7 and 20-24, k=5",
+                 "the same real points, fake 7 and 20.5-24.5, k=5",
                  f"expected ({expected5[0]:.4f}, {expected5[1]:.4f}), got {got!r} (use the k you are given)")

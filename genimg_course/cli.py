@@ -1,4 +1,8 @@
-"""The ``genimg`` command: doctor, notebooks, train, sample, eval, grade."""
+"""The ``genimg`` command: doctor, notebooks, train, sample, eval, grade.
+
+Building the parser imports no torch (``genimg --help``, ``genimg notebooks`` answer in a fraction of a
+second); each command imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -156,15 +160,26 @@ def cmd_eval(args) -> int:
     from genimg_course.metrics import evaluate_images
 
     source = Path(args.source)
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"-n must be at least 1, got {args.n}")
     if source.suffix == ".npy":
         if not source.is_file():
             raise FileNotFoundError(f"No file {str(source)!r}")
         try:
             array = np.load(source, allow_pickle=False)
-        except ValueError as err:
+        except (ValueError, OSError, EOFError) as err:
             raise ValueError(f"{str(source)!r} is not a NumPy array file: {err}") from None
+        if not isinstance(array, np.ndarray):  # np.load opens a .npz archive whatever the file is called
+            names = ", ".join(array.files)
+            array.close()
+            raise ValueError(f"{str(source)!r} is a .npz archive (arrays: {names}), not a .npy array; save the "
+                             "images with np.save (or genimg sample --out FILE.npy)")
         if array.ndim != 4:
             raise ValueError(f"{str(source)!r} holds an array of shape {array.shape}; expected (N, C, H, W)")
+        if array.size == 0:
+            raise ValueError(f"{str(source)!r} holds no images (shape {array.shape})")
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise ValueError(f"{str(source)!r} holds {array.dtype} values; expected float images in [0, 1]")
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
             raise ValueError(f"{str(source)!r}: values must be finite and in [0, 1] (got min {np.nanmin(array):.3g}, "
                              f"max {np.nanmax(array):.3g}); save images as (x + 1) / 2 if they are in [-1, 1]")
@@ -180,6 +195,10 @@ def cmd_eval(args) -> int:
         k = getattr(model.config, "n_classes", 0)
         asked = torch.arange(n) % k if k else None  # a conditional model is asked for every class in turn
         images = draw_samples(model, n, args.seed, asked)
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+        if bad:
+            raise ValueError(f"{str(source)!r}: {bad} of the {n} samples contain NaN or infinite values (the model "
+                             "diverged during training?); retrain it, e.g. with a lower learning rate")
         what = f"{n} samples of {payload['family']} ({source.name})"
     results = evaluate_images(images, dataset, asked=asked)
     if args.json:
@@ -224,6 +243,21 @@ def cmd_grade(args) -> int:
     return 1 if failed else 0
 
 
+# genimg_course.zoo.MODELS's names, here so that the parser needs no torch (a test compares the two)
+MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors reported as one line (exit 2) rather than a traceback; the course's own error classes only
+    when their module was imported (an error cannot come from a module that never ran)."""
+    errors: list[type[BaseException]] = [ValueError, SyntaxError, FileNotFoundError, NotADirectoryError]
+    for module, name in (("genimg_course.checkpoint", "CheckpointError"),
+                         ("genimg_course.data", "DatasetUnavailableError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genimg", description="genimg-course: image generation with PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -236,10 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", help="the course folder (default: the nearest folder holding solutions/)")
     p.set_defaults(func=cmd_notebooks)
 
-    from genimg_course.zoo import MODELS
-
     p = sub.add_parser("train", help="train a model; writes DIR/model.pt, DIR/history.json, DIR/samples.png")
-    p.add_argument("model", choices=list(MODELS), help="the model family")
+    p.add_argument("model", choices=MODEL_NAMES, help="the model family")
     p.add_argument("--dataset", default="digits", help="digits, shapes, mnist, ... or folder:PATH (default digits)")
     p.add_argument("--profile", choices=["ci", "cpu", "gpu"], help="the hardware profile (default: automatic)")
     p.add_argument("--epochs", type=int, help="passes over the data (default: the profile's)")
@@ -277,18 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_grade)
 
     args = parser.parse_args(argv)
-    from genimg_course.checkpoint import CheckpointError
-    from genimg_course.data import DatasetUnavailableError
-
     try:
         return args.func(args)
-    except (ValueError, SyntaxError, FileNotFoundError, NotADirectoryError, CheckpointError,
-            DatasetUnavailableError) as err:
-        print(f"genimg {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"genimg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is one of the expected errors
+        if not isinstance(err, _user_errors()):
+            raise
+        print(f"genimg {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

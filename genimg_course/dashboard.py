@@ -1,4 +1,5 @@
-"""A live training dashboard: loss curves, D(x) / D(G(z)) and a sample grid, updated in place.
+"""A live training dashboard: loss curves, D's verdicts on real and fake images and a sample grid,
+updated in place.
 
 In Jupyter with ipywidgets it is one widget box displayed once; every ``every`` steps
 its two images (the curves and the samples) are replaced, so the notebook's output
@@ -67,7 +68,8 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 
 def history_figure(history: dict, smooth: int = 20, title: str = "", fig=None):
-    """Losses left, D(x) and D(G(z)) right, smoothed over ``smooth`` steps, drawn into ``fig``
+    """Losses left, right the fraction of real and of generated images that D calls real (history's
+    ``d_real``, ``d_fake``), smoothed over ``smooth`` steps, drawn into ``fig``
     (default: a new matplotlib Figure outside pyplot, so nothing is displayed by accident;
     pass ``plt.figure(figsize=(10, 3))`` to show it in a notebook)."""
     if fig is None:
@@ -81,14 +83,15 @@ def history_figure(history: dict, smooth: int = 20, title: str = "", fig=None):
     ax_loss.set_xlabel("step")
     ax_loss.legend(loc="upper right", fontsize=8)
     ax_loss.set_title(title or "losses")
-    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+    # the sign of D's logit is its verdict under BCE and hinge alike; σ(logit) is a probability only under BCE
+    for key, label in (("d_real", "real: D(x) > 0"), ("d_fake", "fake: D(G(z)) > 0")):
         if history.get(key):
             ax_d.plot(_smooth(history[key], smooth), label=label)
     ax_d.set_ylim(0, 1)
     ax_d.axhline(0.5, color="gray", lw=0.5, ls=":")
     ax_d.set_xlabel("step")
     ax_d.legend(loc="upper right", fontsize=8)
-    ax_d.set_title("discriminator's P(real)")
+    ax_d.set_title("fraction that D calls real")
     fig.tight_layout()
     return fig
 
@@ -112,6 +115,7 @@ class TrainingDashboard:
         self.seed = seed
         self.redraws = 0
         self._bar = self._box = None
+        self._pending = None  # (step, history, model) of the last update that was not drawn
 
     # -- the two front ends
     def _open(self) -> None:
@@ -136,7 +140,9 @@ class TrainingDashboard:
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
         if step % self.every:
+            self._pending = (step, history, model)
             return False
+        self._pending = None
         latest = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v and isinstance(v[-1], float)}
         if self._bar is not None:
             self._bar.set_postfix({k: f"{v:.3f}" for k, v in latest.items()}, refresh=False)
@@ -168,5 +174,12 @@ class TrainingDashboard:
                 m.train(t)
 
     def close(self) -> None:
+        """Draw the last step if it fell between two redraws (the box then shows the end of training)."""
+        if self._box is not None and self._pending is not None:
+            step, history, model = self._pending
+            latest = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v and isinstance(v[-1], float)}
+            self._redraw_widgets(step, history, model, latest)
+            self.redraws += 1
+            self._pending = None
         if self._bar is not None:
             self._bar.close()

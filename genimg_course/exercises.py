@@ -17,9 +17,15 @@ nbgrader metadata and the grader read them from ``EXERCISES``.
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import os
+import sys
+import textwrap
+import types
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -40,7 +46,7 @@ def strict_mode() -> bool:
 
 @dataclass
 class CheckResult:
-    """What one check found: ``status`` is "passed", "failed" or "not attempted"."""
+    """What one check found: ``status`` is "passed", "failed", "not attempted" or "library used"."""
 
     exercise: str
     status: str
@@ -143,12 +149,23 @@ class Exercise:
     reference: Callable
     tests: Callable[[Tester, Callable], None]
     summary: str = ""
+    forbidden: tuple[str, ...] = ()  # dotted names of library functions that do the exercise's whole job
+    instead: str = ""  # what may be used instead: shown when an answer calls a forbidden function
+
+    def forbidden_message(self, uses: list[tuple[str, str]]) -> str:
+        """The feedback for an answer that hands the exercise to a library: which call, and what to do instead."""
+        calls = ", ".join(f"`{text}` ({path})" for text, path in uses)
+        what = "a library function that does" if len(uses) == 1 else "library functions that do"
+        return f"your function uses {calls}, {what} this exercise's whole job; write it yourself. {self.instead}"
 
     def evaluate(self, fn: Callable) -> CheckResult:
         """Run the tests on ``fn`` without printing anything (the grader uses this)."""
         t = Tester(self.name)
         if not callable(fn):
             return CheckResult(self.name, "failed", 0, 1, [f"expected a function, got {describe(fn)}"])
+        uses = uses_of_forbidden(fn, self.forbidden)
+        if uses:
+            return CheckResult(self.name, "library used", 0, 1, [self.forbidden_message(uses)])
         try:
             with torch.random.fork_rng(devices=[]):  # a check never changes the notebook's random stream
                 self.tests(t, fn)
@@ -171,6 +188,8 @@ class Exercise:
             return fn
         if result.status == "not attempted":
             print(f"⏭️  {self.name}: not done yet (it raises NotImplementedError).")
+        elif result.status == "library used":
+            print(f"❌ {self.name}: {result.failures[0]}")
         else:
             print(f"❌ {self.name}: {len(result.failures)} of {result.total} tests failed.")
             for message in result.failures[:3]:
@@ -183,15 +202,153 @@ class Exercise:
         return self.reference
 
 
+# ----------------------------------------------------------------------------- forbidden library calls
+def import_object(path: str):
+    """The object a dotted path names (``"torch.distributions.kl_divergence"``), or None if there is none."""
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        except Exception:  # noqa: BLE001 - a module that fails to import names nothing
+            return None
+        for part in parts[i:]:
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj
+    return None
+
+
+def forbidden_objects(paths: Iterable[str]) -> dict[int, str]:
+    """{id(object): dotted path} for the forbidden names that exist in the installed libraries."""
+    found: dict[int, str] = {}
+    for path in paths:
+        obj = import_object(path)
+        if obj is not None:
+            found.setdefault(id(obj), path)
+    return found
+
+
+def import_aliases(tree: ast.AST) -> dict[str, str]:
+    """{local name: dotted path} for every ``import``/``from ... import`` statement in ``tree``."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    return aliases
+
+
+def _chain(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` as ["a", "b", "c"]; None for anything that is not a plain dotted name."""
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return [node.id] + names[::-1]
+
+
+def forbidden_uses(tree: ast.AST, forbidden: dict[int, str], namespace: dict,
+                   aliases: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(source text, dotted path) of every dotted name in ``tree`` that resolves to a forbidden object.
+
+    A name is resolved through the imports in ``tree`` and ``aliases`` (only for the packages the
+    forbidden names come from, so nothing else is ever imported), else through ``namespace``;
+    then attribute by attribute, through modules and classes only (no code of other objects runs).
+    """
+    roots = {path.split(".")[0] for path in forbidden.values()}
+    aliases = {**(aliases or {}), **import_aliases(tree)}
+    uses: dict[str, str] = {}
+    for node in ast.walk(tree):
+        names = _chain(node) if isinstance(getattr(node, "ctx", None), ast.Load) else None
+        if not names:
+            continue
+        if names[0] in aliases:
+            path = aliases[names[0]]
+            obj = import_object(path) if path.split(".")[0] in roots else None
+        else:
+            obj = namespace.get(names[0])
+        for attr in names[1:]:
+            if obj is None or not isinstance(obj, (types.ModuleType, type)):
+                obj = None
+                break
+            obj = getattr(obj, attr, None)
+        if obj is not None and id(obj) in forbidden:
+            uses.setdefault(".".join(names), forbidden[id(obj)])
+    return sorted(uses.items())
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    """Every global and attribute name a code object (and the code nested in it) uses."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def uses_of_forbidden(fn: Callable, paths: Iterable[str]) -> list[tuple[str, str]]:
+    """Which forbidden library functions ``fn``'s code uses: [(source text, dotted path)].
+
+    Reads ``fn``'s source with ``inspect.getsource`` and resolves its names in ``fn``'s globals and
+    closure, so ``TF.adjust_contrast`` is found under whatever name the notebook imported it. When the
+    source cannot be read or parsed (a lambda inside a larger expression, code built by ``exec``), it
+    falls back to the names in the compiled code: every name and attribute ``fn`` uses, looked up in
+    its globals.
+    """
+    forbidden = forbidden_objects(paths) if paths else {}
+    code = getattr(fn, "__code__", None)
+    if not forbidden or not isinstance(code, types.CodeType):
+        return []
+    namespace = dict(getattr(fn, "__globals__", {}))
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            namespace[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            pass
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        tree = None
+    if tree is not None:
+        return forbidden_uses(tree, forbidden, namespace)
+    names = _code_names(code)
+    roots = [(n, namespace[n]) for n in names if n in namespace]
+    roots += [(n, sys.modules[n]) for n in names if n in sys.modules]  # modules imported inside fn
+    uses, seen, frontier = {}, set(), roots
+    while frontier:  # follow attributes the code names through modules and classes, a few levels deep
+        text, obj = frontier.pop()
+        if id(obj) in forbidden:
+            uses.setdefault(text, forbidden[id(obj)])
+        if isinstance(obj, (types.ModuleType, type)) and id(obj) not in seen and text.count(".") < 5:
+            seen.add(id(obj))
+            frontier += [(f"{text}.{n}", getattr(obj, n)) for n in names if getattr(obj, n, None) is not None]
+    return sorted(uses.items())
+
+
 EXERCISES: dict[str, Exercise] = {}
 
 
-def exercise(lesson: str, points: int, reference: Callable):
-    """Register a test function as an exercise's check; the decorated name is the check to call."""
+def exercise(lesson: str, points: int, reference: Callable, forbidden: Iterable[str] = (), instead: str = ""):
+    """Register a test function as an exercise's check; the decorated name is the check to call.
+
+    ``forbidden`` names the library functions (dotted paths, e.g.
+    ``"torchvision.transforms.v2.functional.adjust_contrast"``) that would do the whole exercise: an
+    answer that uses one fails its check, and the grader scores it 0 ("library used"). ``instead``
+    says what the student may use.
+    """
 
     def register(tests: Callable[[Tester, Callable], None]) -> Callable[[Callable], Callable]:
         ex = Exercise(name=tests.__name__, lesson=lesson, points=points, reference=reference, tests=tests,
-                      summary=(tests.__doc__ or "").strip().splitlines()[0] if tests.__doc__ else "")
+                      summary=(tests.__doc__ or "").strip().splitlines()[0] if tests.__doc__ else "",
+                      forbidden=tuple(forbidden), instead=instead)
         if ex.name in EXERCISES:
             raise ValueError(f"exercise {ex.name!r} is declared twice")
         EXERCISES[ex.name] = ex

@@ -67,6 +67,46 @@ def r1_penalty(real: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
+def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """WGAN critic (Arjovsky et al. 2017): minimise E[f(G(z))] − E[f(x)], i.e. maximise the gap whose
+    supremum over 1-Lipschitz f is the Wasserstein-1 distance (Kantorovich–Rubinstein duality)."""
+    return fake_scores.mean() - real_scores.mean()
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E(‖∇_x̂ f(x̂)‖ − 1)² at random points x̂ on the segments
+    between real and fake samples: a soft version of "f is 1-Lipschitz". real, fake: (B, ...)."""
+    shape = (len(real),) + (1,) * (real.dim() - 1)  # one mixing weight per sample
+    eps = torch.rand(shape, generator=generator).to(real.device, real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def conv_operator_norm(layer: nn.Module, input_shape: tuple, iters: int = 100,
+                       generator: torch.Generator | None = None) -> float:
+    """The largest singular value of a (strided) convolution as a linear map on images of
+    ``input_shape`` (C, H, W), by power iteration on the map itself: v ← Aᵀ A v, where Aᵀ u is
+    the gradient of ⟨A v, u⟩ with respect to v. The bias is left out (it does not change a slope).
+
+    Spectral normalisation divides the weight by σ_max of the *matrix* W reshaped to
+    (C_out, C_in · k · k); this measures what that leaves of the convolution's own norm.
+    """
+    def linear(x):  # A x: the layer without its bias
+        return F.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+    v = torch.randn(1, *input_shape, generator=generator).to(layer.weight.device)
+    with torch.enable_grad():
+        for _ in range(iters):
+            v = (v / v.norm()).detach().requires_grad_(True)
+            u = linear(v)  # (1, C_out, H', W')
+            (v,) = torch.autograd.grad(u, v, grad_outputs=u)  # Aᵀ A v
+    v = v / v.norm()
+    with torch.no_grad():
+        return float(linear(v).norm())
+
+
 # ----------------------------------------------------------------------------- one step, EMA, conditioning
 def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor,
                d_loss_fn=discriminator_loss, g_loss_fn=generator_loss) -> tuple[float, float]:
@@ -184,33 +224,42 @@ def toy_mlp(n_in: int, n_out: int, hidden: int = 128, depth: int = 3) -> nn.Sequ
 
 def train_toy_gan(G: nn.Module, D: nn.Module, steps: int, batch_size: int = 256, z_dim: int = 2, lr: float = 1e-3,
                   betas=(0.5, 0.999), r1_gamma: float = 0.0, snapshot_every: int = 0, seed: int = 0,
-                  d_loss_fn=discriminator_loss, g_loss_fn=generator_loss, progress_bar: bool = True) -> dict:
-    """Train a GAN on ``ring_of_gaussians`` (D returns (B,) logits). Returns the history, with
-    (step, G's samples for 1,000 fixed z) every ``snapshot_every`` steps if > 0."""
+                  d_loss_fn=discriminator_loss, g_loss_fn=generator_loss, d_steps: int = 1,
+                  progress_bar: bool = True) -> dict:
+    """Train a GAN on ``ring_of_gaussians`` (D returns (B,) logits), ``d_steps`` D updates per G update.
+
+    Returns the history: losses, D's verdicts (see ``_log``), ``grad_g`` (the norm of the gradient of
+    G's loss with respect to G's parameters, every step) and, every ``snapshot_every`` steps if > 0,
+    (step, G's samples for 1,000 fixed z).
+    """
     g = torch.Generator().manual_seed(seed)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
     z_fixed = torch.randn(1000, z_dim, generator=g)
-    history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": [], "snapshots": []}
+    history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": [], "logit_real": [], "logit_fake": [],
+               "grad_g": [], "snapshots": []}
     for step in progress(range(steps + 1), "toy GAN", progress_bar):
         if snapshot_every and step % snapshot_every == 0:
             with torch.no_grad():
                 history["snapshots"].append((step, G(z_fixed)))
         if step == steps:
             break
-        real = ring_of_gaussians(batch_size, generator=g).requires_grad_(r1_gamma > 0)
-        z = torch.randn(batch_size, z_dim, generator=g)
-        fake = G(z)
-        real_logits, fake_logits = D(real), D(fake.detach())
-        loss_d = d_loss_fn(real_logits, fake_logits)
-        if r1_gamma > 0:
-            loss_d = loss_d + r1_gamma / 2 * r1_penalty(real, real_logits)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        for _ in range(d_steps):
+            real = ring_of_gaussians(batch_size, generator=g).requires_grad_(r1_gamma > 0)
+            z = torch.randn(batch_size, z_dim, generator=g)
+            fake = G(z)
+            real_logits, fake_logits = D(real), D(fake.detach())
+            loss_d = d_loss_fn(real_logits, fake_logits)
+            if r1_gamma > 0:
+                loss_d = loss_d + r1_gamma / 2 * r1_penalty(real, real_logits)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
         loss_g = g_loss_fn(D(fake))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        history["grad_g"].append(math.sqrt(sum(p.grad.pow(2).sum().item() for p in G.parameters()
+                                               if p.grad is not None)))  # ‖∇_θ L_G‖
         opt_g.step()
         _log(history, loss_d, loss_g, real_logits, fake_logits)
     return history
@@ -225,10 +274,44 @@ def decision_surface(D: nn.Module, lim: float = 3.0, n: int = 100):
 
 
 def _log(history, loss_d, loss_g, real_logits, fake_logits):
+    """Losses, and D's verdicts read from the sign of its logits, which means "real" under both the
+    BCE and the hinge loss: d_real / d_fake = the fraction of real / generated images that D calls
+    real (logit > 0); logit_real / logit_fake = the mean raw logits. σ(logit) is D's probability of
+    "real" only under BCE: the hinge loss does not train D to be a calibrated classifier."""
+    real_logits, fake_logits = real_logits.detach().float(), fake_logits.detach().float()
     history["loss_d"].append(loss_d.item())
     history["loss_g"].append(loss_g.item())
-    history["d_real"].append(torch.sigmoid(real_logits.detach().float()).mean().item())  # D(x)
-    history["d_fake"].append(torch.sigmoid(fake_logits.detach().float()).mean().item())  # D(G(z))
+    history["d_real"].append((real_logits > 0).float().mean().item())  # D(x) > 0: "real"
+    history["d_fake"].append((fake_logits > 0).float().mean().item())  # D(G(z)) > 0: fooled
+    history["logit_real"].append(real_logits.mean().item())
+    history["logit_fake"].append(fake_logits.mean().item())
+
+
+# ----------------------------------------------------------------------------- exploring a trained G
+def truncated_noise(n: int, z_dim: int, threshold: float | None, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+    """z ~ N(0, I) with every entry of magnitude above ``threshold`` drawn again (the truncation
+    trick of BigGAN, Brock et al. 2019): (n, z_dim). None: no truncation."""
+    z = torch.randn(n, z_dim, generator=generator)
+    if threshold is None:
+        return z
+    if threshold <= 0:
+        raise ValueError(f"threshold must be positive (or None), got {threshold}")
+    while True:
+        outside = z.abs() > threshold
+        if not outside.any():
+            return z
+        z[outside] = torch.randn(int(outside.sum()), generator=generator)
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between noise vectors z0, z1 (Z,) at fractions t (T,): (T, Z).
+
+    A straight line between two Gaussian vectors passes through short vectors that N(0, I)
+    almost never draws in many dimensions (‖z‖ ≈ √Z); the arc keeps the norm (White 2016)."""
+    omega = torch.arccos(torch.clamp(F.cosine_similarity(z0, z1, dim=0), -1 + 1e-7, 1 - 1e-7))  # the angle
+    t = t[:, None]
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 
 
 # ----------------------------------------------------------------------------- DCGAN
@@ -290,7 +373,7 @@ def _n_up(size: int) -> int:
 
 
 def init_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: conv weights ~ N(0, 0.02), BatchNorm γ ~ N(1, 0.02), β = 0.
+    """DCGAN initialisation: conv weights ~ N(0, 0.02²) (standard deviation 0.02), BatchNorm γ ~ N(1, 0.02²), β = 0.
 
     Spectral-normalised layers keep PyTorch's default: W / σ_max(W) does not depend on W's scale.
     """
@@ -313,6 +396,7 @@ class Generator(nn.Module):
         c, h, _ = cfg.image_shape
         n = _n_up(h)
         self.n_classes, self.base = cfg.n_classes, h >> n
+        self.conditional_input = conditional_input  # [z, onehot(y)]; ConditionalGAN.use_conditional_input swaps it
         ch = cfg.width * 2 ** (n - 1)
         self.ch = ch
         self.project = nn.Linear(cfg.z_dim + cfg.n_classes, ch * self.base**2, bias=False)
@@ -335,7 +419,7 @@ class Generator(nn.Module):
         if self.n_classes:
             if labels is None:
                 raise ValueError(f"this generator is conditional: pass labels (B,) in 0..{self.n_classes - 1}")
-            z = conditional_input(z, labels, self.n_classes)  # (B, Z + K)
+            z = self.conditional_input(z, labels, self.n_classes)  # (B, Z + K)
         h = self.project(z).view(-1, self.ch, self.base, self.base)  # (B, ch, s, s)
         return self.blocks(F.relu(self.bn0(h)))  # (B, C, H, W) in [-1, 1]
 
@@ -418,6 +502,14 @@ class ConditionalGAN(DCGAN):
             raise ValueError(f"a conditional GAN needs n_classes >= 2, got {config.n_classes}")
         super().__init__(config)
 
+    def use_conditional_input(self, fn) -> "ConditionalGAN":
+        """Build G's input with ``fn(z, labels, n_classes)`` from now on, in G and in its moving
+        average (lesson 04 passes the student's ``conditional_input``). Returns the model."""
+        for G in (self.generator, self.generator_ema):
+            if G is not None:
+                G.conditional_input = fn
+        return self
+
     @torch.no_grad()
     def class_grid(self, n_noise: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
         """One row per class, one column per noise vector (the same z down each column):
@@ -450,7 +542,8 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
     """Train ``model`` with its configuration's recipe. images: (N, C, H, W) in [-1, 1];
     labels: (N,) class indices (conditional GAN); batch_size: default ``batch_size_for(device)``.
     Returns the per-step history
-    {"loss_d", "loss_g", "d_real", "d_fake"} (d_* = mean σ(logit), D's probability of "real").
+    {"loss_d", "loss_g", "d_real", "d_fake", "logit_real", "logit_fake"} (see ``_log``: d_* is the
+    fraction of real / generated images that D calls real, logit_* D's mean raw logit).
 
     dashboard: an object with ``update(step, history, model)`` and ``close()``
     (``genimg_course.dashboard.TrainingDashboard``); it replaces the progress bar.
@@ -472,7 +565,7 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
     data = (images,) if not conditional else (images, labels.long())
     loader = make_loader(torch.utils.data.TensorDataset(*data), batch_size, seed=seed, drop_last=len(images) > batch_size)
     g = torch.Generator().manual_seed(seed)
-    history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}
+    history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": [], "logit_real": [], "logit_fake": []}
     deadline, step = Deadline(max_seconds), 0
     epochs_bar = progress(range(epochs), type(model).__name__, progress_bar and dashboard is None)
     for _ in epochs_bar:

@@ -60,7 +60,7 @@ class ExerciseResult:
     exercise: str
     points: float
     max_points: int
-    status: str  # passed | failed | not attempted | missing | reference used | tampering | not graded
+    status: str  # passed | failed | not attempted | missing | reference used | library used | tampering | not graded
     message: str
 
 
@@ -176,8 +176,13 @@ def identify_lesson(nb: nbformat.NotebookNode, path: Path, lessons: dict) -> tup
     return best, best_score
 
 
-def static_problems(source: str, name: str, reference) -> tuple[str, str] | None:
-    """(status, message) when an answer cell's code reaches into the course or calls the reference."""
+def static_problems(source: str, name: str, reference, exercise=None,
+                    aliases: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """(status, message) when an answer cell's code reaches into the course or calls the reference.
+
+    With ``exercise``, also when the function ``name`` uses a library function the exercise forbids
+    (``Exercise.forbidden``), resolved through the cell's imports and ``aliases`` (the released notebook's).
+    """
     try:
         tree = parse_source(source)
     except SyntaxError as err:
@@ -209,7 +214,30 @@ def static_problems(source: str, name: str, reference) -> tuple[str, str] | None
             if isinstance(base, ast.Name) and base.id in COURSE_NAMES:
                 return "reference used", (f"the answer calls `{ast.unparse(node)}`, the course's reference "
                                           "implementation; write the computation yourself")
+    if exercise is not None and exercise.forbidden:  # the same test the check runs, on the source alone
+        from genimg_course.exercises import forbidden_objects, forbidden_uses, import_aliases
+
+        cell_aliases = {**(aliases or {}), **import_aliases(tree)}
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+                uses = forbidden_uses(node, forbidden_objects(exercise.forbidden), {}, cell_aliases)
+                if uses:
+                    return "library used", exercise.forbidden_message(uses).replace("your function", f"`{name}`", 1)
     return None
+
+
+def notebook_aliases(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """{name: dotted path} of everything the notebook's code cells import (the names an answer can use)."""
+    from genimg_course.exercises import import_aliases
+
+    aliases: dict[str, str] = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            try:
+                aliases.update(import_aliases(parse_source(cell.source)))
+            except SyntaxError:
+                pass
+    return aliases
 
 
 # ----------------------------------------------------------------------------- the graded notebook
@@ -222,6 +250,7 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
     from genimg_course.exercises import exercises_for
 
     nb = nbformat.from_dict(json.loads(json.dumps(released)))
+    aliases = notebook_aliases(released)
     preset: list[ExerciseResult] = []
     notes: list[str] = []
     for ex in exercises_for(lesson):
@@ -235,7 +264,7 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
             continue
         source = answers[0].source
         defined = defined_functions(source)
-        problem = static_problems(source, ex.name, ex.reference)
+        problem = static_problems(source, ex.name, ex.reference, exercise=ex, aliases=aliases)
         if problem is None and ex.name not in defined:
             problem = ("missing", f"the answer cell defines {', '.join(f'`{d}`' for d in defined) or 'no function'}"
                                   f" instead of `{ex.name}` (renamed?); the name must stay `{ex.name}`")
@@ -586,7 +615,7 @@ def feedback_html(student: str, results: list[SubmissionResult]) -> str:
     parts = [f"<!doctype html><meta charset='utf-8'><title>Feedback for {e(student)}</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}.passed{background:#e6ffe6}"
-             ".failed,.missing,.tampering{background:#ffe6e6}pre{background:#f6f6f6;padding:.5em;"
+             ".failed,.missing,.tampering,.reference,.library{background:#ffe6e6}pre{background:#f6f6f6;padding:.5em;"
              "white-space:pre-wrap}</style>", f"<h1>Feedback for {e(student)}</h1>"]
     for r in results:
         parts.append(f"<h2>{e(r.notebook or Path(r.path).name)}: {r.points:g} / {r.max_points} points</h2>")

@@ -4,8 +4,9 @@
 the exercises' tests, the reference implementations) and the torch/numpy functions the
 tests rely on. ``grade(name, token)`` runs after a student's answer cell: it checks that
 nothing was monkeypatched, runs the exercise's tests (plus any instructor-only tests) on
-the student's function, notices a function that only calls the reference implementation,
-and prints one result line ``<token> <json>`` for the grader to read.
+the student's function, notices a function that only calls the reference implementation
+(or, through the check, a library function the exercise forbids), and prints one result
+line ``<token> <json>`` for the grader to read.
 
 This makes cheating visible; it is not a sandbox (see INSTRUCTORS.md, "Threat model").
 """
@@ -147,6 +148,8 @@ def _grade(name: str, namespace: dict) -> dict:
         restore()
     if result.ok and not extra_failures:
         return {"status": "passed", "message": f"all {result.total} tests passed"}
+    if result.status == "library used":  # the check found a call to a library doing the whole exercise
+        return {"status": "library used", "message": result.failures[0]}
     if result.status == "not attempted":
         return {"status": "not attempted", "message": "the function still raises NotImplementedError"}
     failures = result.failures + extra_failures

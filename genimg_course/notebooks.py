@@ -11,8 +11,13 @@ writes ``notebooks/NN_slug.ipynb`` where
 * outputs and execution counts are removed, and the notebook is nbformat 4.5
   (cell ids) with the ``python3`` kernel.
 
-The same clean-up (no outputs, ids, kernel) is applied to ``solutions/`` itself.
-``--check`` writes nothing and reports every notebook that differs.
+The same clean-up (no outputs, ids, kernel) is applied to ``solutions/`` itself, and
+both versions get the same first code cell: the install cell of ``lessons.bootstrap_source()``
+(inserted when missing, refreshed when stale). README.md's lesson table (between
+``<!-- lessons:begin -->`` and ``<!-- lessons:end -->``) is rewritten from ``lessons.LESSONS``.
+``--check`` writes nothing and reports every file that differs.
+
+Nothing here imports torch: the exercises' names and points are read from check.py's source.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+
+from genimg_course import lessons
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
@@ -110,8 +117,7 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def student_version(solution: nbformat.NotebookNode, name: str = "") -> nbformat.NotebookNode:
     """The student notebook for one solved notebook (which is left unchanged)."""
-    from genimg_course import check  # noqa: F401 - importing it declares every exercise
-    from genimg_course.exercises import EXERCISES
+    declared = lessons.declared_exercises()  # {name: (lesson, points)}, without importing torch
 
     nb = clean(nbformat.from_dict(solution))
     for i, cell in enumerate(nb.cells):
@@ -124,11 +130,20 @@ def student_version(solution: nbformat.NotebookNode, name: str = "") -> nbformat
                 raise BuildError(f"{where}: a solution block must sit inside a function (def NAME(...))")
             cell.source = strip_solutions(cell.source, where)
             cell.metadata["nbgrader"] = _nbgrader(funcs[0], solution=True, grade=False, locked=False)
-        elif (calls := [c for c in CHECK_RE.findall(cell.source) if c in EXERCISES]):
-            points = sum(EXERCISES[c].points for c in calls)
+        elif (calls := [c for c in CHECK_RE.findall(cell.source) if c in declared]):
+            points = sum(declared[c][1] for c in calls)
             cell.metadata["nbgrader"] = _nbgrader(f"check_{calls[0]}", solution=False, grade=True, locked=True,
                                                   points=points)
             cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
+    return nb
+
+
+def with_bootstrap(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` whose first code cell is the current install cell (inserted if absent, replaced if stale)."""
+    nb.cells = [c for c in nb.cells if c.get("id") != lessons.BOOTSTRAP_ID
+                and not (c.cell_type == "code" and c.source.startswith(lessons.BOOTSTRAP_MARK))]
+    first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+    nb.cells.insert(first, nbformat.v4.new_code_cell(lessons.bootstrap_source(), id=lessons.BOOTSTRAP_ID))
     return nb
 
 
@@ -138,8 +153,20 @@ class Change:
     why: str
 
 
+def _why_stale(path: Path, student: bool) -> str:
+    try:
+        nb = nbformat.read(path, as_version=4)
+        first = next((c.source for c in nb.cells if c.cell_type == "code"), "")
+    except Exception:  # noqa: BLE001 - unreadable: just say it differs
+        first = None
+    if first is not None and first != lessons.bootstrap_source():
+        return "install cell stale" if first.startswith(lessons.BOOTSTRAP_MARK) else "install cell missing"
+    return "out of date" if student else "has outputs or metadata to clean"
+
+
 def build(root: Path, check: bool = False) -> list[Change]:
-    """Write (or, with ``check``, only compare) ``notebooks/`` and the cleaned ``solutions/``."""
+    """Write (or, with ``check``, only compare) ``notebooks/``, the cleaned ``solutions/`` and README's lesson
+    table (when ``root`` has a README.md)."""
     solutions, students = root / "solutions", root / "notebooks"
     sources = sorted(solutions.glob("*.ipynb"))
     if not sources:
@@ -151,13 +178,23 @@ def build(root: Path, check: bool = False) -> list[Change]:
             nb = nbformat.read(src, as_version=4)
         except Exception as err:  # noqa: BLE001 - any parse error is reported with the file name
             raise BuildError(f"{src}: not a readable notebook ({err})") from None
+        nb = with_bootstrap(nbformat.from_dict(nb))
         wanted[src] = nbformat.writes(clean(nbformat.from_dict(nb))) + "\n"
         wanted[students / src.name] = nbformat.writes(student_version(nb, src.name)) + "\n"
+    readme = root / "README.md"
+    if readme.exists():
+        try:
+            wanted[readme] = lessons.with_readme_block(readme.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise BuildError(f"{readme}: {err}") from None
     for path, text in wanted.items():
-        if not path.exists():
+        if path == readme:
+            if text != path.read_text(encoding="utf-8"):
+                changes.append(Change(path, "lesson table differs from genimg_course/lessons.py"))
+        elif not path.exists():
             changes.append(Change(path, "missing"))
         elif path.read_text(encoding="utf-8") != text:
-            changes.append(Change(path, "out of date" if path.parent == students else "has outputs or metadata to clean"))
+            changes.append(Change(path, _why_stale(path, path.parent == students)))
     for extra in sorted(set(students.glob("*.ipynb")) - set(wanted)):
         changes.append(Change(extra, "has no solution in solutions/"))
     if not check:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-# ITU-R 601 luma weights: the gray level people perceive from (R, G, B) (eq. 2).
+# ITU-R BT.601 luma weights: the gray level people perceive from (R, G, B) (eq. 2). torchvision's
+# rgb_to_grayscale and adjust_contrast round them to 0.2989, 0.587, 0.114; PIL uses 0.299 (as we do).
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -45,7 +46,8 @@ def adjust_contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
     """x' = clip(μ + c · (x − μ)) with μ the mean gray level of each image (eq. 3).
 
     c > 1 pushes pixels away from the mean (more contrast), c < 1 pulls them
-    towards it, c = 0 gives a flat gray image. Same as torchvision's ``adjust_contrast``.
+    towards it, c = 0 gives a flat gray image. torchvision's ``adjust_contrast`` up to its
+    rounded red weight 0.2989 (a difference below 1e-3).
     """
     _check_image(x)
     mu = grayscale(x).mean(dim=(-3, -2, -1), keepdim=True)  # (..., 1, 1, 1)
@@ -145,12 +147,28 @@ def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return images.mean(dim=(0, 2, 3)), images.std(dim=(0, 2, 3))
 
 
-def angular_error(x: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean angle in degrees between the RGB vectors of two images.
+def estimated_illuminant(x: torch.Tensor, balanced: torch.Tensor) -> torch.Tensor:
+    """The light colour a white balance divided out: e_c = Σ x_c / Σ x'_c, shape (..., 3), unit length.
 
-    The standard error measure of colour constancy: 0° when every pixel has the
-    same hue and saturation as the reference, whatever its brightness.
+    A white balance computes x'_c = x_c · k / e_c with its estimate e of the illuminant, so e can be
+    read back off any method's output. The sums run over the pixels it did not clip to 0 or 1, where
+    that relation holds exactly.
     """
-    a, b = x.flatten(-2), reference.flatten(-2)  # (..., 3, H*W)
-    cos = torch.nn.functional.cosine_similarity(a, b, dim=-2, eps=1e-8).clamp(-1, 1)
-    return torch.rad2deg(torch.acos(cos)).mean().item()
+    _check_image(x, "x")
+    _check_image(balanced, "balanced")
+    keep = (balanced > 0) & (balanced < 1)  # (..., 3, H, W)
+    e = (x * keep).sum(dim=(-2, -1)) / (balanced * keep).sum(dim=(-2, -1))  # (..., 3)
+    return e / e.norm(dim=-1, keepdim=True)
+
+
+def angular_error(estimate, truth) -> torch.Tensor:
+    """Angle in degrees between an estimated and the true illuminant colour: one number per image.
+
+    The standard error measure of colour constancy (the "recovery angular error"): it compares RGB
+    vectors of the light, so only their direction counts (the hue of the light), not their length.
+    ``estimate``, ``truth``: (..., 3), broadcast against each other. Returns a tensor of shape (...).
+    """
+    e = torch.as_tensor(estimate, dtype=torch.float64)
+    g = torch.as_tensor(truth, dtype=torch.float64)
+    cos = torch.nn.functional.cosine_similarity(e, g, dim=-1, eps=1e-12).clamp(-1, 1)
+    return torch.rad2deg(torch.acos(cos)).float()

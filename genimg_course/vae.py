@@ -85,17 +85,32 @@ class VAE(nn.Module):
 
     family = "vae"
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """x (B, C, H, W) in [0, 1] → (x_logits (B, C, H, W), μ (B, Z), log σ² (B, Z))."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, reparameterize_fn=None):
+        """x (B, C, H, W) in [0, 1] → (x_logits (B, C, H, W), μ (B, Z), log σ² (B, Z)).
+
+        reparameterize_fn(mu, logvar): the sampler of eq. (3) to use (default ``reparameterize``;
+        the notebook passes the student's). ``generator`` only applies to the default.
+        """
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar, generator)
+        z = reparameterize(mu, logvar, generator) if reparameterize_fn is None else reparameterize_fn(mu, logvar)
         return self.decode(z), mu, logvar
+
+    def losses(self, x: torch.Tensor, elbo_fn=None, kl_fn=None, reparameterize_fn=None, beta: float = 1.0):
+        """(objective, reconstruction, KL), each averaged over the batch, in nats per image.
+
+        reconstruction = −log p(x | z) = −ELBO − KL;  objective = reconstruction + β · KL
+        (β = 1: the negative ELBO of eq. 1; β ≠ 1: the β-VAE objective of section 10).
+        """
+        x_logits, mu, logvar = self(x, reparameterize_fn=reparameterize_fn)
+        mu, logvar = mu.float(), logvar.float()
+        neg_elbo = -(elbo_fn or elbo)(x, x_logits.float(), mu, logvar, self.config.likelihood, self.config.sigma)
+        kl = (kl_fn or kl_divergence)(mu, logvar)  # (B,)
+        recon = neg_elbo - kl  # (B,) −log p(x | z)
+        return (recon + beta * kl).mean(), recon.mean(), kl.mean()
 
     def loss(self, x: torch.Tensor, elbo_fn=None) -> torch.Tensor:
         """The negative ELBO averaged over the batch, in nats per image."""
-        x_logits, mu, logvar = self(x)
-        return -(elbo_fn or elbo)(x, x_logits.float(), mu.float(), logvar.float(), self.config.likelihood,
-                                  self.config.sigma).mean()
+        return self.losses(x, elbo_fn)[0]
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -175,12 +190,16 @@ def vae_targets(images: torch.Tensor, likelihood: str) -> torch.Tensor:
 
 def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 128, lr: float = 1e-3,
               device="cpu", seed: int = 0, amp: bool = False, max_seconds: float | None = None,
-              augment_shift: int = 0, weight_decay: float = 0.0, progress_bar: bool = True, elbo_fn=None):
-    """Maximise the ELBO with Adam. images: (N, C, H, W) in [-1, 1]; returns {"loss": [−ELBO per step]}.
+              augment_shift: int = 0, weight_decay: float = 0.0, progress_bar: bool = True, elbo_fn=None,
+              kl_fn=None, reparameterize_fn=None, beta: float = 1.0):
+    """Maximise the ELBO with Adam. images: (N, C, H, W) in [-1, 1].
 
+    Returns a history with one value per step: "loss" (the objective: −ELBO when β = 1),
+    "recon" (−log p(x | z)) and "kl" (KL(q(z | x) ‖ p(z))), each in nats per image.
     augment_shift: shift each training image by up to this many pixels (a regulariser for
     small datasets such as ``digits``, whose 1,437 images an unregularised VAE soon memorises).
-    elbo_fn: the ELBO to maximise (default ``elbo``; the notebook passes yours).
+    elbo_fn, kl_fn, reparameterize_fn: the formulas to use (default: this module's; the notebook
+    passes the student's). beta: the weight of the KL term (1: the ELBO).
     """
     device = torch.device(device)
     amp = use_amp(device, amp)
@@ -191,19 +210,21 @@ def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 1
     x_all = vae_targets(images, model.config.likelihood)
     loader = make_loader(x_all, batch_size, seed=seed)
     g = torch.Generator().manual_seed(seed)
-    history, deadline = {"loss": []}, Deadline(max_seconds)
+    history, deadline = {"loss": [], "recon": [], "kl": []}, Deadline(max_seconds)
     for _ in progress(range(epochs), f"{type(model).__name__}", progress_bar):
         for (x,) in loader:
             if augment_shift:
                 x = random_shift(x, augment_shift, g)
             x = x.to(device, memory_format=torch.channels_last if conv and device.type == "cuda" else torch.contiguous_format)
             with autocast(device, amp):
-                loss = model.loss(x, elbo_fn)
+                loss, recon, kl = model.losses(x, elbo_fn, kl_fn, reparameterize_fn, beta)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             history["loss"].append(loss.item())
+            history["recon"].append(recon.item())
+            history["kl"].append(kl.item())
             if deadline.passed():
                 break
         if deadline.passed():
@@ -243,18 +264,7 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int = 100, generator: to
     log p(x) ≈ log (1/k) Σ_j p(x | z_j) p(z_j) / q(z_j | x),  z_j ~ q(z | x).
     A lower bound that tightens as k grows (k = 1 is the ELBO). x: targets in [0, 1].
     """
-    mu, logvar = model.encode(x)  # (B, Z)
-    b, zd = mu.shape
-    std = torch.exp(0.5 * logvar)
-    eps = torch.randn(k, b, zd, generator=generator).to(x.device)  # (k, B, Z)
-    z = mu + std * eps  # (k, B, Z)
-    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)  # (k, B)
-    log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)  # (k, B)
-    x_logits = model.decode(z.reshape(k * b, zd)).float()  # (k·B, C, H, W)
-    x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-    log_px_z = log_likelihood(x_rep, x_logits, model.config.likelihood, model.config.sigma).view(k, b)
-    log_w = log_px_z + log_prior - log_q  # (k, B) log importance weights
-    return torch.logsumexp(log_w, dim=0) - math.log(k)
+    return torch.logsumexp(log_weights(model, x, k, generator), dim=0) - math.log(k)
 
 
 @torch.no_grad()
@@ -280,3 +290,85 @@ def interpolate(model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 1
     mu_b, _ = model.encode(x_b[None])
     t = torch.linspace(0, 1, steps, device=mu_a.device).view(-1, 1)  # (steps, 1)
     return torch.sigmoid(model.decode((1 - t) * mu_a + t * mu_b)) * 2 - 1
+
+
+# ----------------------------------------------------------------------------- looking inside: the gap, active units
+@torch.no_grad()
+def log_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """log w_j = log p(x | z_j) + log p(z_j) − log q(z_j | x), z_j ~ q(z | x): (k, B). x: targets in [0, 1].
+
+    Their mean over j is the ELBO (eq. 1); log of their mean is the IWAE bound (eq. 6).
+    """
+    mu, logvar = model.encode(x)  # (B, Z)
+    b, zd = mu.shape
+    std = torch.exp(0.5 * logvar)
+    eps = torch.randn(k, b, zd, generator=generator).to(x.device)  # (k, B, Z)
+    z = mu + std * eps  # (k, B, Z)
+    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)  # (k, B)
+    log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)  # (k, B)
+    x_logits = model.decode(z.reshape(k * b, zd)).float()  # (k·B, C, H, W)
+    x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+    log_px_z = log_likelihood(x_rep, x_logits, model.config.likelihood, model.config.sigma).view(k, b)
+    return log_px_z + log_prior - log_q  # (k, B)
+
+
+@torch.no_grad()
+def log_marginal_grid(model: VAE, x: torch.Tensor, limit: float = 4.0, steps: int = 161):
+    """log p(x) = log ∫ p(x | z) p(z) dz by a Riemann sum over a grid, for a 2-D latent and a Bernoulli decoder.
+
+    x: binary targets (B, C, H, W). Returns (log p(x) (B,), log p(z | x) on the grid (B, steps, steps),
+    the grid's coordinates (steps,)). Row i, column j of the grid is z = (axis[j], axis[i]).
+    Exact up to the grid: fine when its spacing is below the posterior's standard deviation.
+    """
+    if model.config.z_dim != 2 or model.config.likelihood != "bernoulli":
+        raise ValueError("log_marginal_grid needs z_dim=2 and a Bernoulli decoder, got "
+                         f"z_dim={model.config.z_dim}, likelihood={model.config.likelihood!r}")
+    device = next(model.parameters()).device
+    axis = torch.linspace(-limit, limit, steps)
+    zy, zx = torch.meshgrid(axis, axis, indexing="ij")
+    z = torch.stack([zx, zy], dim=-1).view(-1, 2).to(device)  # (G, 2), G = steps²
+    # log p(x | z) = Σ_d x_d ℓ_d − softplus(ℓ_d) (eq. 5a): decode the grid once, then one matrix product per batch
+    logits, softplus_sum = [], []
+    for zc in z.split(4096):
+        ell = model.decode(zc).float().flatten(1)  # (g, D)
+        logits.append(ell)
+        softplus_sum.append(F.softplus(ell).sum(1))
+    logits, softplus_sum = torch.cat(logits), torch.cat(softplus_sum)  # (G, D), (G,)
+    log_px_z = x.to(device).flatten(1).float() @ logits.T - softplus_sum  # (B, G)
+    log_prior = -0.5 * z.pow(2).sum(1) - math.log(2 * math.pi)  # (G,)
+    log_cell = 2 * math.log(axis[1] - axis[0])  # log of each cell's area
+    log_joint = log_px_z + log_prior + log_cell  # (B, G)
+    log_px = torch.logsumexp(log_joint, dim=1)  # (B,)
+    posterior = (log_joint - log_px[:, None] - log_cell).view(-1, steps, steps)  # log density (B, steps, steps)
+    return log_px.cpu(), posterior.cpu(), axis
+
+
+@torch.no_grad()
+def encode_all(model: VAE, images: torch.Tensor, batch_size: int = 256):
+    """μ(x) and log σ²(x) of every image (in [-1, 1]): (N, Z) each."""
+    model.eval()
+    device = next(model.parameters()).device
+    x_all = vae_targets(images, model.config.likelihood)
+    mus, logvars = zip(*(model.encode(x.to(device)) for x in x_all.split(batch_size)))
+    return torch.cat(mus).float().cpu(), torch.cat(logvars).float().cpu()
+
+
+def kl_per_dimension(model: VAE, images: torch.Tensor) -> torch.Tensor:
+    """Mean over images of each latent dimension's share of eq. (4): (Z,); the shares sum to the mean KL."""
+    mu, logvar = encode_all(model, images)
+    return (0.5 * (mu.pow(2) + logvar.exp() - logvar - 1)).mean(0)
+
+
+def latent_activity(model: VAE, images: torch.Tensor) -> torch.Tensor:
+    """A_j = Var_x(μ_j(x)), how far a dimension's code moves across images: (Z,).
+
+    Burda et al. (2016) call dimension j *active* when A_j > 0.01; an inactive one has
+    q(z_j | x) ≈ p(z_j) for every x: the decoder ignores it (posterior collapse).
+    """
+    mu, _ = encode_all(model, images)
+    return mu.var(0)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of trainable numbers in a model."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

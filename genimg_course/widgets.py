@@ -8,6 +8,7 @@ z and redraws the image. The redraw is a plain method, ``set(i, value)``, so a t
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
@@ -25,19 +26,27 @@ def tensor_to_png(image: torch.Tensor, scale: int = 6) -> bytes:
 
 
 class LatentExplorer:
-    """Sliders over the first ``dims`` latent dimensions of a VAE, redrawing the decoded image."""
+    """Sliders over latent dimensions of a VAE, redrawing the decoded image.
 
-    def __init__(self, model, dims: int = 4, z: torch.Tensor | None = None, limit: float = 3.0, scale: int = 6):
+    dims: how many dimensions (the first ``dims``), or which ones (a list of indices, for example
+    the dimensions with the largest KL, ``vae.kl_per_dimension(model, images).argsort(descending=True)[:6]``).
+    """
+
+    def __init__(self, model, dims: int | Sequence[int] = 4, z: torch.Tensor | None = None, limit: float = 3.0,
+                 scale: int = 6):
         import ipywidgets as widgets
 
         self.model, self.scale = model.eval(), scale
         z_dim = model.config.z_dim
         self.z = (z.detach().clone().float().cpu().view(z_dim) if z is not None else torch.zeros(z_dim))
-        self.dims = min(dims, z_dim)
+        self.indices = list(range(min(dims, z_dim))) if isinstance(dims, int) else [int(i) for i in dims]
+        if any(not 0 <= i < z_dim for i in self.indices):
+            raise IndexError(f"latent dimensions {self.indices} out of range 0..{z_dim - 1}")
+        self.dims = len(self.indices)
         _, h, w = model.config.image_shape
         self.image = widgets.Image(format="png", width=w * scale, height=h * scale)
         self.sliders = []
-        for i in range(self.dims):
+        for i in self.indices:
             slider = widgets.FloatSlider(value=float(self.z[i]), min=-limit, max=limit, step=0.1,
                                          description=f"z[{i}]", continuous_update=True)
             slider.observe(lambda change, i=i: self.set(i, change["new"]), names="value")

@@ -106,6 +106,13 @@ def build_all(folder: Path) -> dict[str, Path]:
                                        "    return preprocess.gray_world(x, eps)\n"))
     add("reference_hidden", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n"
                                               "    f = getattr(preprocess, 'gray' + '_world')\n    return f(x)\n"))
+    # answers that only call a library doing the whole exercise: found in the source (the notebook imports v2),
+    # and at run time through an alias the source alone cannot resolve
+    add("library", solved_submission(adjust_contrast="def adjust_contrast(x, factor):\n"
+                                     "    return v2.functional.adjust_contrast(x, factor)\n"))
+    add("library_hidden", solved_submission(normalize="tv = v2.functional\n\n\ndef normalize(x, mean=0.5, std=0.5):\n"
+                                            "    c = x.shape[-3]\n    return tv.normalize(x, torch.as_tensor(mean)"
+                                            ".expand(c).tolist(), torch.as_tensor(std).expand(c).tolist())\n"))
     stripped = json.loads(nbformat.writes(solved_submission()))
     for cell in stripped["cells"]:
         cell["metadata"] = {}

@@ -85,3 +85,16 @@ def test_history_figure_is_not_shown():
 def test_bad_every():
     with pytest.raises(ValueError, match="every must be at least 1"):
         dash.TrainingDashboard(every=0)
+
+
+def test_close_draws_the_last_step_when_it_fell_between_redraws(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: None)
+    model = gan.DCGAN(gan.GANConfig(width=8))
+    board = dash.TrainingDashboard(every=10, total=16, n_samples=8, mode="widget", title="test")
+    for step in range(1, 17):
+        board.update(step, _history(step), model)
+    assert "step 10/16" in board._status.value and board.redraws == 1
+    board.close()
+    assert "step 16/16" in board._status.value and board.redraws == 2
+    board.close()  # a second close draws nothing more
+    assert board.redraws == 2

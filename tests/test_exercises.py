@@ -1,14 +1,17 @@
 """Every exercise's check passes the reference, and fails wrong answers with specific feedback."""
 
+import dataclasses
+
 import pytest
 import torch
 
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 import numpy as np
 
 from genimg_course import check, gan, metrics, mlp, preprocess, vae
-from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors
+from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors, uses_of_forbidden
 
 
 def _luma_mean(x):
@@ -62,6 +65,15 @@ def _ema(swap=False, buffers=True, copy_only=False, new_tensors=False):
     return update
 
 
+def _precision_recall_open(real, fake, k=3):
+    """precision_recall with open balls: d < ρ_k instead of d ≤ ρ_k."""
+    def dist(a, b):
+        return np.linalg.norm(a[:, None] - b[None], axis=-1)
+    r_real, r_fake = np.sort(dist(real, real), 1)[:, k], np.sort(dist(fake, fake), 1)[:, k]
+    d = dist(fake, real)
+    return float((d < r_real[None]).any(1).mean()), float((d.T < r_fake[None]).any(1).mean())
+
+
 # Wrong answers a student could plausibly write: each must fail its check.
 WRONG = {
     "adjust_contrast": {
@@ -76,6 +88,14 @@ WRONG = {
         "ignores the percentiles": lambda x, low=0, high=100: preprocess.contrast_stretch(x),
         "no clipping": lambda x, low=0, high=100: (x - torch.quantile(x.flatten(-2), low / 100, -1, True)[..., None])
         / (torch.quantile(x.flatten(-2), high / 100, -1, True) - torch.quantile(x.flatten(-2), low / 100, -1, True))[..., None],
+        "no flat-channel guard (NaN)": lambda x, low=0, high=100: (
+            (x - torch.quantile(x.flatten(-2), low / 100, -1, True)[..., None])
+            / (torch.quantile(x.flatten(-2), high / 100, -1, True) - torch.quantile(x.flatten(-2), low / 100, -1, True))[..., None]
+        ).clamp(0, 1),
+        "flat channel set to 0": lambda x, low=0, high=100: (
+            (x - torch.quantile(x.flatten(-2), low / 100, -1, True)[..., None])
+            / (torch.quantile(x.flatten(-2), high / 100, -1, True) - torch.quantile(x.flatten(-2), low / 100, -1, True))[..., None]
+        ).nan_to_num(0.0).clamp(0, 1),
     },
     "gray_world": {
         "identity": lambda x, eps=1e-6: x,
@@ -121,6 +141,11 @@ WRONG = {
         "logvar as std": lambda mu, logvar: mu + logvar * torch.randn_like(mu),
         "no noise": lambda mu, logvar: mu,
         "noise without gradient path": lambda mu, logvar: (mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)).detach(),
+        # right mean and standard deviation, wrong distribution: caught by the Kolmogorov–Smirnov test
+        "uniform noise of variance 1": lambda mu, logvar: mu + torch.exp(0.5 * logvar) * (torch.rand_like(mu) - 0.5) * 12**0.5,
+        "Laplace noise of variance 1": lambda mu, logvar: mu + torch.exp(0.5 * logvar)
+        * torch.distributions.Laplace(0.0, 0.5**0.5).sample(mu.shape),
+        "torch.normal (no reparameterisation gradient)": lambda mu, logvar: torch.normal(mu, torch.exp(0.5 * logvar)),
     },
     "kl_divergence": {
         "summed over the batch": lambda mu, logvar: vae.kl_divergence(mu, logvar).sum(),
@@ -135,12 +160,19 @@ WRONG = {
         "no factor 2": lambda m1, s1, m2, s2: metrics.frechet_distance(m1, s1, m2, s2)
         - np.trace(s1) - np.trace(s2) + 0.5 * (np.trace(s1) + np.trace(s2)),
         "means only": lambda m1, s1, m2, s2: float(((m1 - m2) ** 2).sum()),
+        # right on full-rank covariances; complex on singular ones
+        "scipy sqrtm of the product, complex result": lambda m1, s1, m2, s2: ((m1 - m2) ** 2).sum() + np.trace(
+            s1 + s2 - 2 * __import__("scipy.linalg").linalg.sqrtm(s1 @ s2)),
+        # right on full-rank covariances; NaN on singular ones (tiny negative eigenvalues)
+        "sqrt of the eigenvalues of Σ1Σ2, unclipped": lambda m1, s1, m2, s2: float(((m1 - m2) ** 2).sum() + np.trace(
+            s1) + np.trace(s2) - 2 * np.sqrt(np.linalg.eigvals(s1 @ s2).real).sum()),
     },
     "precision_recall": {
         "swapped": lambda real, fake, k=3: metrics.precision_recall(fake, real, k),
         "k-th neighbour counting itself": lambda real, fake, k=3: metrics.precision_recall(real, fake, k - 1),
         "ignores k": lambda real, fake, k=3: metrics.precision_recall(real, fake, 3),
         "returns a list": lambda real, fake, k=3: list(metrics.precision_recall(real, fake, k)) + [0.0],
+        "open balls (< instead of <=)": lambda real, fake, k=3: _precision_recall_open(real, fake, k),
     },
     "discriminator_loss": {
         "log of sigmoid (unstable)": lambda r, f: -(torch.log(torch.sigmoid(r)).mean() + torch.log(1 - torch.sigmoid(f)).mean()),
@@ -192,6 +224,12 @@ WRONG = {
             - vae.kl_divergence(mu, lv),
         "mean over pixels": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
             (-F.binary_cross_entropy_with_logits(l, x, reduction="none").flatten(1).mean(1)) - vae.kl_divergence(mu, lv),
+        "log of sigmoid (−inf at logits ±40)": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            ((x * torch.log(torch.sigmoid(l)) + (1 - x) * torch.log(1 - torch.sigmoid(l))).flatten(1).sum(1)
+             if likelihood == "bernoulli" else vae.log_likelihood(x, l, likelihood, sigma)) - vae.kl_divergence(mu, lv),
+        "probabilities clamped by F.binary_cross_entropy": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            (-F.binary_cross_entropy(torch.sigmoid(l), x, reduction="none").flatten(1).sum(1)
+             if likelihood == "bernoulli" else vae.log_likelihood(x, l, likelihood, sigma)) - vae.kl_divergence(mu, lv),
     },
 }
 
@@ -245,6 +283,15 @@ def test_feedback_is_specific(capsys):
     assert "raised ZeroDivisionError" in capsys.readouterr().out
 
 
+def test_feedback_names_the_05_loopholes(capsys):
+    check.precision_recall(_precision_recall_open)
+    out = capsys.readouterr().out
+    assert "exactly ρ_3(3)" in out and "use <=, not <" in out and "use the k you are given" not in out
+    check.frechet_distance(WRONG["frechet_distance"]["sqrt of the eigenvalues of Σ1Σ2, unclipped"])
+    out = capsys.readouterr().out
+    assert "singular 16x16" in out and "clip its eigenvalues at 0" in out
+
+
 def test_compare_tensors_messages():
     e = torch.zeros(2, 3)
     assert compare_tensors(e.clone(), e) is None
@@ -262,3 +309,94 @@ def test_points_are_declared():
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
     assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae",
                                                           "04_gans", "05_evaluation"}
+
+
+# Answers that hand the whole exercise to a library: they pass every numeric test (the library is
+# the check's oracle), so the check must refuse them by name (Exercise.forbidden).
+def _tv_adjust_contrast(x, factor):
+    from torchvision.transforms.v2 import functional as TF
+    return TF.adjust_contrast(x, factor)
+
+
+def _pil_adjust_contrast(x, factor):
+    from PIL import ImageEnhance
+    return ImageEnhance.Contrast(x).enhance(factor)
+
+
+def _tv_autocontrast(x, low=0.0, high=100.0):
+    import torchvision
+    return torchvision.transforms.v2.functional.autocontrast(x)
+
+
+def _tv_normalize(x, mean=0.5, std=0.5):
+    import torchvision.transforms.functional as TF1
+    c = x.shape[-3]
+    return TF1.normalize(x, torch.as_tensor(mean).expand(c).tolist(), torch.as_tensor(std).expand(c).tolist())
+
+
+def _tv_normalize_class(x, mean=0.5, std=0.5):
+    from torchvision.transforms import v2
+    c = x.shape[-3]
+    return v2.Normalize(torch.as_tensor(mean).expand(c).tolist(), torch.as_tensor(std).expand(c).tolist())(x)
+
+
+def _torch_kl(mu, logvar):
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    return torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
+
+
+def _torch_kl_submodule(mu, logvar):
+    from torch.distributions import Normal, kl
+    return kl.kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum(1)
+
+
+def _torch_rsample(mu, logvar):
+    return torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).rsample()
+
+
+LIBRARY_ONLY = {
+    "adjust_contrast": {"torchvision adjust_contrast": (_tv_adjust_contrast, "TF.adjust_contrast"),
+                        "PIL ImageEnhance": (_pil_adjust_contrast, "ImageEnhance.Contrast")},
+    "contrast_stretch": {"torchvision autocontrast": (_tv_autocontrast, "autocontrast")},
+    "normalize": {"torchvision normalize": (_tv_normalize, "TF1.normalize"),
+                  "torchvision Normalize": (_tv_normalize_class, "v2.Normalize"),
+                  # a lambda inside a dict: its source cannot be parsed alone, the compiled code is read instead
+                  "lambda with TF.normalize": (lambda x, mean=0.5, std=0.5: TF.normalize(x, [mean] * 3, [std] * 3),
+                                               "TF.normalize")},
+    "kl_divergence": {"torch.distributions": (_torch_kl, "torch.distributions.kl_divergence"),
+                      "torch.distributions.kl": (_torch_kl_submodule, "kl.kl_divergence")},
+    "reparameterize": {"Normal(...).rsample()": (_torch_rsample, "torch.distributions.Normal")},
+}
+
+
+@pytest.mark.parametrize("name,label", [(n, w) for n in sorted(LIBRARY_ONLY) for w in LIBRARY_ONLY[n]])
+def test_library_only_answer_fails_by_name(name, label, capsys):
+    ex = EXERCISES[name]
+    fn, call = LIBRARY_ONLY[name][label]
+    result = ex.evaluate(fn)
+    assert result.status == "library used", f"{name}: '{label}' was not refused"
+    assert f"`{call}`" in result.failures[0] and "may not be used" in result.failures[0]
+    assert getattr(check, name)(fn, strict=False) is ex.reference
+    out = capsys.readouterr().out
+    assert "❌" in out and call in out and "reference implementation" in out
+    with pytest.raises(ExerciseFailed, match=name):
+        getattr(check, name)(fn, strict=True)
+
+
+def test_without_the_rule_library_answers_would_pass():
+    # the loophole the rule closes: torchvision's own functions are the checks' oracles
+    for name, fn in [("adjust_contrast", _tv_adjust_contrast), ("normalize", _tv_normalize),
+                     ("kl_divergence", _torch_kl), ("reparameterize", _torch_rsample)]:
+        assert dataclasses.replace(EXERCISES[name], forbidden=()).evaluate(fn).ok, name
+
+
+def test_forbidden_matches_objects_not_names():
+    def l2_normalize(x, mean=0.5, std=0.5):  # torch.nn.functional.normalize is another function
+        return F.normalize(x, dim=-1)
+
+    assert uses_of_forbidden(l2_normalize, EXERCISES["normalize"].forbidden) == []
+    assert EXERCISES["normalize"].evaluate(l2_normalize).status == "failed"
+    namespace = {"TF": TF}  # a function whose source cannot be read (built by exec)
+    exec("def normalize(x, mean=0.5, std=0.5):\n    return TF.normalize(x, [mean] * 3, [std] * 3)\n", namespace)
+    assert uses_of_forbidden(namespace["normalize"], EXERCISES["normalize"].forbidden) == [
+        ("TF.normalize", "torchvision.transforms.v2.functional.normalize")]

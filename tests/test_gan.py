@@ -148,9 +148,9 @@ def test_train_gan_learns_and_keeps_an_average(capsys):
     model = gan.DCGAN(gan.GANConfig(width=8))
     g_before = copy.deepcopy(model.generator.state_dict())
     history = gan.train_gan(model, images, epochs=2, batch_size=32, progress_bar=False)
-    assert set(history) == {"loss_d", "loss_g", "d_real", "d_fake"}
+    assert set(history) == {"loss_d", "loss_g", "d_real", "d_fake", "logit_real", "logit_fake"}
     assert all(len(v) == 6 for v in history.values())  # 3 batches × 2 epochs
-    assert all(0 <= v <= 1 for v in history["d_real"] + history["d_fake"])
+    assert all(0 <= v <= 1 for v in history["d_real"] + history["d_fake"])  # fractions with logit > 0
     assert any(not torch.equal(v, model.generator.state_dict()[k]) for k, v in g_before.items())
     assert not torch.equal(model.generator_ema.project.weight, model.generator.project.weight)
     assert not model.training
@@ -175,6 +175,7 @@ def test_toy_gan_snapshots_and_surface():
     history = gan.train_toy_gan(G, D, steps=20, batch_size=32, snapshot_every=10,
                                 r1_gamma=1.0, progress_bar=False)
     assert [s for s, _ in history["snapshots"]] == [0, 10, 20] and len(history["loss_d"]) == 20
+    assert len(history["grad_g"]) == 20 and all(v > 0 for v in history["grad_g"])
     xs, ys, prob = gan.decision_surface(D, n=11)
     assert prob.shape == (11, 11) and 0 <= prob.min() and prob.max() <= 1
 
@@ -183,8 +184,78 @@ def test_dcgan_initialisation_only_where_it_applies():
     torch.manual_seed(0)
     tutorial = gan.DCGAN(gan.GANConfig(width=16, **gan.TUTORIAL_RECIPE))
     conv = tutorial.discriminator.features[0]
-    assert abs(conv.weight.std().item() - 0.02) < 0.005  # N(0, 0.02)
+    assert abs(conv.weight.std().item() - 0.02) < 0.005  # N(0, 0.02²)
     lesson = gan.DCGAN(gan.GANConfig(width=16))  # spectral norm: default init, normalised
     sn_conv = lesson.discriminator.features[0]
     sigma = torch.linalg.matrix_norm(sn_conv.weight.detach().flatten(1), ord=2)
     assert sigma == pytest.approx(1.0, rel=0.2)
+
+
+def test_log_reads_verdicts_from_the_sign_of_the_logits():
+    history = {k: [] for k in ("loss_d", "loss_g", "d_real", "d_fake", "logit_real", "logit_fake")}
+    gan._log(history, torch.tensor(1.0), torch.tensor(2.0), torch.tensor([3.0, -1.0, 0.5, 2.0]),
+             torch.tensor([-4.0, 1.0]))
+    assert history["d_real"] == [0.75] and history["d_fake"] == [0.5]  # not mean σ(logit)
+    assert history["logit_real"] == [1.125] and history["logit_fake"] == [-1.5]
+
+
+def test_toy_gan_takes_several_d_steps():
+    torch.manual_seed(0)
+    G, D = gan.toy_mlp(2, 2, hidden=8, depth=1), gan.toy_mlp(2, 1, hidden=8, depth=1)
+    calls = []
+    def counting_d_loss(r, f):
+        calls.append(1)
+        return gan.discriminator_loss(r, f)
+    gan.train_toy_gan(G, D, steps=4, batch_size=8, d_steps=3, d_loss_fn=counting_d_loss, progress_bar=False)
+    assert len(calls) == 12
+
+
+def test_critic_loss_and_gradient_penalty_of_a_linear_critic():
+    critic = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[3.0, 0.0, 4.0]]))  # ‖∇f‖ = 5 everywhere
+    real, fake = torch.randn(6, 3), torch.randn(6, 3)
+    assert torch.allclose(gan.critic_loss(critic(real), critic(fake)), critic(fake).mean() - critic(real).mean())
+    assert gan.gradient_penalty(lambda x: critic(x).squeeze(1), real, fake).item() == pytest.approx(16.0)
+
+
+def test_conv_operator_norm_matches_the_exact_singular_value():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 5, 2, 2)
+    def as_matrix(x):
+        return F.conv2d(x.view(1, 2, 10, 10), conv.weight, None, 2, 2).flatten()
+    exact = torch.linalg.matrix_norm(torch.autograd.functional.jacobian(as_matrix, torch.zeros(200)), 2).item()
+    assert gan.conv_operator_norm(conv, (2, 10, 10), iters=300) == pytest.approx(exact, rel=1e-3)
+
+
+def test_truncated_noise_and_slerp():
+    g = torch.Generator().manual_seed(0)
+    z = gan.truncated_noise(500, 8, 0.5, generator=g)
+    assert z.shape == (500, 8) and z.abs().max() <= 0.5 and z.std() > 0.2
+    assert gan.truncated_noise(4, 3, None, generator=g).shape == (4, 3)
+    with pytest.raises(ValueError, match="positive"):
+        gan.truncated_noise(4, 3, 0.0)
+    z0, z1 = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    path = gan.slerp(z0, z1, torch.linspace(0, 1, 5))
+    assert torch.allclose(path[0], z0, atol=1e-5) and torch.allclose(path[-1], z1, atol=1e-5)
+    z1 = torch.randn(16, generator=g)
+    z1 = z1 / z1.norm() * z0.norm()  # equal norms stay equal along the arc
+    norms = gan.slerp(z0, z1, torch.linspace(0, 1, 7)).norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, z0.norm().item()), rtol=1e-4)
+
+
+def test_conditional_gan_uses_the_given_conditional_input():
+    torch.manual_seed(0)
+    cgan = gan.ConditionalGAN(gan.GANConfig(width=8, n_classes=3))
+    calls = []
+    def mine(z, labels, n_classes):
+        calls.append(n_classes)
+        return gan.conditional_input(z, labels, n_classes)
+    assert cgan.use_conditional_input(mine) is cgan
+    before = cgan.sample(4, torch.Generator().manual_seed(0), labels=1)
+    cgan.class_grid(n_noise=2, generator=torch.Generator().manual_seed(0))
+    assert calls == [3, 3]  # the moving average samples through it
+    cgan.generator(torch.randn(2, 64), torch.tensor([0, 2]))
+    assert calls == [3, 3, 3]
+    zeros = cgan.use_conditional_input(lambda z, y, k: torch.cat([z, torch.zeros(len(z), k)], 1))
+    assert not torch.allclose(zeros.sample(4, torch.Generator().manual_seed(0), labels=1), before)

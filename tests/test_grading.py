@@ -143,6 +143,16 @@ def test_calling_the_reference_is_not_done(batch, student):
     assert s == "reference used" and points == 0 and "reference implementation" in message
 
 
+@pytest.mark.parametrize("student,exercise,call", [("library", "adjust_contrast", "v2.functional.adjust_contrast"),
+                                                   ("library_hidden", "normalize", "tv.normalize")])
+def test_a_library_only_answer_scores_zero_with_the_reason(batch, student, exercise, call):
+    s, points, message = status(batch, student, exercise)
+    assert (s, points) == ("library used", 0)
+    assert f"`{call}`" in message and "may not be used" in message
+    assert total(batch, student) == MAX - EXERCISES[exercise].points
+    assert "library used" in (batch["out"] / "feedback" / f"{student}.html").read_text()
+
+
 def test_duplicate_markdown_other_lesson_and_locked_cells(batch):
     assert total(batch, "duplicate") == MAX
     assert any("2 cells define it" in n for n in batch["results"]["duplicate"]["notes"])

@@ -75,6 +75,11 @@ def test_fid_stays_real_and_finite_on_singular_covariances():
     a, b = rng.normal(size=(10, 64)), rng.normal(size=(12, 64))  # fewer samples than dimensions
     value = M.fid(a, b)
     assert np.isfinite(value) and isinstance(value, float) and value > 0
+    # oracle: with Σ1 = AᵀA, Σ2 = BᵀB, Tr((Σ1 Σ2)^½) is the sum of the singular values of A Bᵀ
+    ca, cb = (a - a.mean(0)) / np.sqrt(len(a) - 1), (b - b.mean(0)) / np.sqrt(len(b) - 1)
+    exact = (((a.mean(0) - b.mean(0)) ** 2).sum() + (ca**2).sum() + (cb**2).sum()
+             - 2 * np.linalg.svd(ca @ cb.T, compute_uv=False).sum())
+    assert value == pytest.approx(exact, rel=1e-6)
     with pytest.raises(ValueError, match="at least 2"):
         M.fid(a[:1], b)
 
@@ -84,6 +89,23 @@ def test_kid_is_unbiased_across_sample_sizes():
     pool = rng.normal(size=(4000, 8))
     small = M.kid(pool[:2000], pool[2000:2100], n_subsets=50, subset_size=100)[0]
     assert abs(small) < 0.2  # near zero at small N (FID would not be)
+
+
+def test_precision_recall_balls_are_closed():
+    real, fake = np.array([[0.0], [1], [2], [3]]), np.array([[6.0], [7], [8], [9]])
+    assert M.precision_recall(real, fake, 3) == (0.25, 0.25)  # 6 is exactly ρ_3(3) = 3 from 3, and 3 from 6
+
+
+def test_evaluate_images_uses_the_functions_it_is_given():
+    images = M.reference_sets("digits")[1].images[:20]
+    r = M.evaluate_images(images, "digits", frechet_distance_fn=lambda m1, s1, m2, s2: np.float64(1.5),
+                          precision_recall_fn=lambda real, fake, k: (0.25, 0.75))
+    assert r["fid"] == 1.5 and isinstance(r["fid"], float) and (r["precision"], r["recall"]) == (0.25, 0.75)
+    default = M.evaluate_images(images, "digits")
+    test_feats, _ = classifier.classify(M.reference_sets("digits")[0].images, "digits")
+    fake_feats, _ = classifier.classify(images, "digits")
+    assert default["fid"] == pytest.approx(M.fid(test_feats, fake_feats))
+    assert (default["precision"], default["recall"]) == pytest.approx(M.precision_recall(test_feats, fake_feats, 3))
 
 
 def test_inception_score_and_class_coverage():

@@ -50,3 +50,31 @@ def test_mmd_generator_moves_towards_the_data():
     assert after < 0.2 * before
     assert gen.sample(3, torch.Generator().manual_seed(1)).shape == (3, 1, 4, 4)
     torch.testing.assert_close(gen.sample(3, torch.Generator().manual_seed(1)), gen.sample(3, torch.Generator().manual_seed(1)))
+
+
+def test_mmd_witness_separates_the_samples_by_exactly_mmd2():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(40, 2, generator=g), torch.randn(30, 2, generator=g) * 0.5 + torch.tensor([2.0, 0.0])
+    sigmas = (0.5, 1.0)
+    f_x, f_y = mlp.mmd_witness(x, x, y, sigmas), mlp.mmd_witness(y, x, y, sigmas)
+    assert f_x.shape == (40,) and f_y.shape == (30,)
+    # eq. (6): mean of f over x − mean of f over y = MMD² (eq. 4)
+    torch.testing.assert_close(f_x.mean() - f_y.mean(), mlp.mmd2(x, y, sigmas), atol=1e-6, rtol=1e-6)
+    # positive on x's side, negative on y's, about zero far from both
+    far = mlp.mmd_witness(torch.tensor([[0.0, 30.0]]), x, y, sigmas)
+    assert mlp.mmd_witness(torch.tensor([[-1.0, 0.0]]), x, y, sigmas) > 0
+    assert mlp.mmd_witness(torch.tensor([[2.0, 0.0]]), x, y, sigmas) < 0
+    assert far.abs() < 1e-6
+    # images are flattened
+    imgs = torch.rand(3, 1, 2, 2, generator=g)
+    assert mlp.mmd_witness(imgs, imgs, imgs.flip(0) * 0.5, (1.0,)).shape == (3,)
+
+
+def test_mmd_permutation_test_tells_apart_only_different_distributions():
+    g = torch.Generator().manual_seed(4)
+    x, same, shifted = (torch.randn(60, 3, generator=g) for _ in range(3))
+    stat, p_same, null = mlp.mmd_permutation_test(x, same, (1.0,), permutations=200, generator=g)
+    assert null.shape == (200,) and abs(stat - mlp.mmd2(x, same, (1.0,)).item()) < 1e-6
+    assert p_same > 0.05
+    _, p_diff, _ = mlp.mmd_permutation_test(x, shifted + 1.0, (1.0,), permutations=200, generator=g)
+    assert p_diff < 0.01

@@ -8,6 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from genimg_course import check  # noqa: F401 - importing it declares every exercise (EXERCISES)
+from genimg_course import lessons
 from genimg_course import notebooks as build
 from genimg_course.cli import main
 from genimg_course.exercises import EXERCISES, exercises_for
@@ -39,7 +41,7 @@ def test_committed_without_outputs_and_in_format(path):
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
 def test_every_lesson_calls_setup_first(path):
     nb = nbformat.read(path, as_version=4)
-    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    first_code = next(c for c in nb.cells if c.cell_type == "code" and not c.source.startswith(lessons.BOOTSTRAP_MARK))
     assert "genimg_course.setup(" in first_code.source
     assert "cuda" not in "".join(c.source for c in nb.cells if c.cell_type == "code"), "never hard-code a device"
 
@@ -48,9 +50,65 @@ def test_notebooks_are_up_to_date():
     assert main(["notebooks", "--check", "--root", str(ROOT)]) == 0
 
 
-def test_check_detects_a_stale_notebook(tmp_path, capsys):
+@pytest.mark.parametrize("path", SOLUTIONS + STUDENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_first_code_cell_is_the_install_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == lessons.bootstrap_source(), "stale or missing install cell: run `genimg notebooks`"
+    assert code[0].get("id") == lessons.BOOTSTRAP_ID
+    assert sum(c.source.startswith(lessons.BOOTSTRAP_MARK) for c in code) == 1
+
+
+def _built_copy(tmp_path: Path) -> Path:
+    """A copy of solutions/ and notebooks/ in tmp_path, built (so the test does not depend on the repo's state)."""
     shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    build.build(tmp_path)
+    return tmp_path
+
+
+def test_build_inserts_and_refreshes_the_install_cell(tmp_path, capsys):
+    root = _built_copy(tmp_path)
+    solution, student = root / "solutions" / "03_vae.ipynb", root / "notebooks" / "03_vae.ipynb"
+    nb = nbformat.read(solution, as_version=4)
+    nb.cells = [c for c in nb.cells if c.get("id") != lessons.BOOTSTRAP_ID]  # a lesson written without it
+    nbformat.write(nb, solution)
+    nb = nbformat.read(student, as_version=4)
+    cell = next(c for c in nb.cells if c.get("id") == lessons.BOOTSTRAP_ID)
+    cell.source = cell.source.replace("genimg-course/genimg-course", "someone/old-fork")  # stale URL
+    nbformat.write(nb, student)
+    assert main(["notebooks", "--check", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "solutions/03_vae.ipynb (install cell missing)" in out
+    assert "notebooks/03_vae.ipynb (install cell stale)" in out
+    assert main(["notebooks", "--root", str(root)]) == 0
+    assert main(["notebooks", "--check", "--root", str(root)]) == 0
+    for path in (solution, student):
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code[0].source == lessons.bootstrap_source() and code[0].outputs == []
+        assert nb.cells[0].cell_type == "markdown", "the title stays first; the install cell is the first code cell"
+        assert sum(c.source.startswith(lessons.BOOTSTRAP_MARK) for c in code) == 1
+        assert "genimg_course.setup(" in code[1].source
+        assert "nbgrader" not in code[0].metadata
+
+
+def test_build_rewrites_the_readme_lesson_table(tmp_path, capsys):
+    root = _built_copy(tmp_path)
+    readme = ROOT.joinpath("README.md").read_text()
+    stale = readme.replace(lessons.colab_badge("03_vae") + " ", "")  # a lesson lost its badge
+    assert stale != readme
+    (root / "README.md").write_text(stale)
+    assert main(["notebooks", "--check", "--root", str(root)]) == 1
+    assert "README.md (lesson table differs from genimg_course/lessons.py)" in capsys.readouterr().out
+    assert main(["notebooks", "--root", str(root)]) == 0
+    assert lessons.readme_block() in (root / "README.md").read_text()
+    (root / "README.md").write_text("# no markers\n")
+    assert main(["notebooks", "--root", str(root)]) == 2  # a README without the block is an error, not ignored
+
+
+def test_check_detects_a_stale_notebook(tmp_path, capsys):
+    _built_copy(tmp_path)
     target = tmp_path / "notebooks" / "01_preprocessing.ipynb"
     nb = nbformat.read(target, as_version=4)
     nb.cells[0].source += "\nedited by hand"

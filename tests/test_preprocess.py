@@ -61,7 +61,8 @@ def test_gray_world_equalises_channel_means(batch):
     # a pure channel gain is undone exactly (up to the overall brightness)
     gray = 0.3 + 0.4 * batch
     balanced = P.gray_world(P.color_cast(gray, (1.0, 0.8, 0.6)))
-    assert P.angular_error(balanced, P.gray_world(gray)) < 0.01
+    unit = lambda im: im / im.mean(dim=(-3, -2, -1), keepdim=True)  # noqa: E731 - each image's brightness divided out
+    torch.testing.assert_close(unit(balanced), unit(P.gray_world(gray)))
 
 
 def test_white_patch_maps_percentile_to_one(batch):
@@ -89,10 +90,34 @@ def test_channel_stats(batch):
     torch.testing.assert_close(s2, torch.ones(3), atol=1e-5, rtol=0)
 
 
-def test_angular_error():
-    x = torch.rand(3, 5, 5) + 0.1
-    assert P.angular_error(0.5 * x, x) == pytest.approx(0, abs=1e-2)  # brightness does not count
-    assert P.angular_error(P.color_cast(x), x) > 1
+def test_angular_error_is_one_angle_per_image():
+    assert P.angular_error([1.0, 0, 0], [0, 1.0, 0]).item() == pytest.approx(90)
+    assert P.angular_error([2.0, 1.7, 1.2], [1.0, 0.85, 0.6]).item() == pytest.approx(0, abs=1e-3)  # length ignored
+    # no correction at all (estimate white) against a warm light: arccos(g·1 / (|g| √3))
+    g = torch.tensor([1.0, 0.85, 0.6])
+    expected = torch.rad2deg(torch.acos(g.sum() / (g.norm() * 3**0.5))).item()
+    assert P.angular_error(torch.ones(3), g).item() == pytest.approx(expected, rel=1e-5)
+    assert P.angular_error(torch.ones(4, 3), g).shape == (4,)  # a batch of estimates: one angle each
+
+
+def test_estimated_illuminant_reads_the_light_off_a_white_balance(batch):
+    g = torch.tensor([1.0, 0.8, 0.6])
+    gray_scene = 0.3 + 0.4 * batch
+    gray_scene = gray_scene * gray_scene.mean(dim=(-2, -1), keepdim=True).reciprocal() * 0.5  # every channel mean 0.5
+    cast = P.color_cast(gray_scene, g.tolist())
+    e = P.estimated_illuminant(cast, P.gray_world(cast))  # (4, 3)
+    assert e.shape == (4, 3)
+    # the scene's mean is gray, so gray world finds the light exactly
+    assert P.angular_error(e, g).max().item() < 0.01
+    # gray world's estimate is the direction of the channel means, even where it clips
+    bright = P.color_cast(batch, g.tolist())
+    means = bright.mean(dim=(-2, -1))
+    torch.testing.assert_close(P.estimated_illuminant(bright, P.gray_world(bright)),
+                               means / means.norm(dim=-1, keepdim=True), atol=1e-4, rtol=0)
+    # white patch: its estimate is the percentile of each channel
+    p = torch.quantile(bright.flatten(-2), 0.99, dim=-1)
+    torch.testing.assert_close(P.estimated_illuminant(bright, P.white_patch(bright)),
+                               p / p.norm(dim=-1, keepdim=True), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("bad,err", [

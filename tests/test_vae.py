@@ -107,3 +107,94 @@ def test_random_shift_keeps_shape_and_content():
     x[:, :, 3:5, 3:5] = 1
     y = vae.random_shift(x, 2, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and torch.equal(y.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))
+
+
+def test_reparameterize_is_normal_not_only_two_moments():
+    # Kolmogorov–Smirnov distance of (z − μ)/σ to N(0, 1): a normal sample of 20,000 stays far below 0.02
+    from genimg_course.check import _ks_normal
+
+    mu, logvar = torch.full((20_000, 1), 3.0), torch.full((20_000, 1), math.log(0.25))
+    z = vae.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    assert _ks_normal(((z - 3.0) / 0.5)[:, 0]) < 0.02
+    uniform = (torch.rand(20_000, generator=torch.Generator().manual_seed(0)) - 0.5) * 12**0.5  # mean 0, var 1
+    assert _ks_normal(uniform) > 0.04
+
+
+def test_student_functions_drive_training_and_history_splits_the_elbo():
+    torch.manual_seed(0)
+    images = torch.rand(64, 1, 8, 8).round() * 2 - 1
+    calls = {"reparameterize": 0, "kl": 0, "elbo": 0}
+
+    def my_reparameterize(mu, logvar):
+        calls["reparameterize"] += 1
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def my_kl(mu, logvar):
+        calls["kl"] += 1
+        return vae.kl_divergence(mu, logvar)
+
+    def my_elbo(*args):
+        calls["elbo"] += 1
+        return vae.elbo(*args)
+
+    model = vae.MLPVAE(vae.VAEConfig(image_shape=(1, 8, 8), z_dim=3, hidden=16))
+    history = vae.train_vae(model, images, epochs=2, batch_size=32, progress_bar=False, elbo_fn=my_elbo,
+                            kl_fn=my_kl, reparameterize_fn=my_reparameterize)
+    assert calls == {"reparameterize": 4, "kl": 4, "elbo": 4}
+    assert set(history) == {"loss", "recon", "kl"} and len(history["kl"]) == 4
+    for loss, recon, kl in zip(history["loss"], history["recon"], history["kl"]):
+        assert loss == pytest.approx(recon + kl, rel=1e-5) and kl >= 0
+
+
+def test_beta_weights_the_kl_and_a_large_beta_collapses_every_dimension():
+    torch.manual_seed(0)
+    images = torch.rand(128, 1, 8, 8).round() * 2 - 1
+    model = vae.MLPVAE(vae.VAEConfig(image_shape=(1, 8, 8), z_dim=4, hidden=32))
+    history = vae.train_vae(model, images, epochs=1, batch_size=64, beta=3.0, progress_bar=False)
+    assert history["loss"][0] == pytest.approx(history["recon"][0] + 3.0 * history["kl"][0], rel=1e-5)
+    collapsed = vae.MLPVAE(vae.VAEConfig(image_shape=(1, 8, 8), z_dim=4, hidden=32))
+    vae.train_vae(collapsed, images, epochs=60, batch_size=64, beta=200.0, progress_bar=False)
+    assert (vae.latent_activity(collapsed, images) < 0.01).all()
+    assert vae.kl_per_dimension(collapsed, images).sum() < 0.1
+
+
+def test_kl_per_dimension_and_activity_by_hand():
+    model = vae.MLPVAE(vae.VAEConfig(image_shape=(1, 4, 4), z_dim=2, hidden=8))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.encoder[1].weight[0].fill_(1.0)  # hidden unit 0 = ReLU(Σ pixels)
+        model.encoder[3].weight[0, 0] = 0.1  # μ_0 = 0.1 · Σ pixels; μ_1 = 0; log σ² = 0
+    images = torch.tensor([-1.0, 1.0]).view(2, 1, 1, 1).expand(2, 1, 4, 4)  # all off, all on (16 pixels)
+    torch.testing.assert_close(vae.kl_per_dimension(model, images), torch.tensor([0.5 * (0 + 1.6**2) / 2, 0.0]))
+    torch.testing.assert_close(vae.latent_activity(model, images), torch.tensor([torch.tensor([0.0, 1.6]).var(), 0.0]))
+    assert vae.count_parameters(model) == (16 * 8 + 8) + (8 * 4 + 4) + (2 * 8 + 8) + (8 * 16 + 16)
+
+
+def test_log_marginal_grid_is_exact_when_the_decoder_ignores_z():
+    model = vae.MLPVAE(vae.VAEConfig(image_shape=(1, 4, 4), z_dim=2, hidden=8))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.decoder[2].bias.copy_(torch.linspace(-2, 2, 16))
+    x = (torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    exact = torch.distributions.Bernoulli(logits=torch.linspace(-2, 2, 16).view(1, 1, 4, 4)).log_prob(x).flatten(1).sum(1)
+    log_px, log_post, axis = vae.log_marginal_grid(model, x, limit=5.0, steps=101)
+    torch.testing.assert_close(log_px, exact, atol=1e-4, rtol=0)  # ∫ p(z) dz over [−5, 5]² ≈ 1
+    cell = (axis[1] - axis[0]) ** 2
+    torch.testing.assert_close(log_post.exp().sum((1, 2)) * cell, torch.ones(5), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="z_dim=2"):
+        vae.log_marginal_grid(vae.MLPVAE(vae.VAEConfig(image_shape=(1, 4, 4), z_dim=3)), x)
+
+
+def test_grid_and_iwae_agree_and_bound_the_elbo():
+    torch.manual_seed(0)
+    images = torch.rand(64, 1, 8, 8).round() * 2 - 1
+    model = vae.MLPVAE(vae.VAEConfig(image_shape=(1, 8, 8), z_dim=2, hidden=32))
+    vae.train_vae(model, images, epochs=30, batch_size=16, progress_bar=False)
+    x = vae.binarize(images[:8])
+    log_px, _, _ = vae.log_marginal_grid(model, x, limit=5.0, steps=201)
+    log_w = vae.log_weights(model, x, k=4000, generator=torch.Generator().manual_seed(0))  # (4000, 8)
+    iwae = torch.logsumexp(log_w, 0) - math.log(4000)
+    assert (log_w.mean(0) <= log_px + 1e-4).all()  # eq. (2): ELBO ≤ log p(x)
+    torch.testing.assert_close(iwae, log_px, atol=0.05, rtol=0)

@@ -23,3 +23,17 @@ def test_latent_explorer_redraws_when_a_slider_moves():
 def test_tensor_to_png_colour():
     png = tensor_to_png(torch.zeros(3, 4, 4), scale=2)
     assert png[:4] == b"\x89PNG"
+
+
+def test_latent_explorer_takes_a_list_of_dimensions():
+    model = vae.ConvVAE(vae.VAEConfig(image_shape=(1, 28, 28), z_dim=8, hidden=32, channels=4))
+    explorer = LatentExplorer(model, dims=[5, 2])
+    assert [s.description for s in explorer.sliders] == ["z[5]", "z[2]"]
+    explorer.sliders[0].value = 1.5
+    assert explorer.z[5].item() == 1.5 and explorer.z[2].item() == 0.0
+    try:
+        LatentExplorer(model, dims=[8])
+    except IndexError as err:
+        assert "0..7" in str(err)
+    else:
+        raise AssertionError("dimension 8 of 8 accepted")
