@@ -124,8 +124,10 @@ class TrainingDashboard:
             from IPython.display import display
 
             self._status = widgets.HTML(value=f"<b>{self.title}</b> starting…")
-            self._curves = widgets.Image(format="png")
-            self._samples = widgets.Image(format="png")
+            # each picture shrinks to its half of the row, so a narrow window never cuts the grid off
+            fit = dict(max_width="50%", height="auto", object_fit="contain")
+            self._curves = widgets.Image(format="png", layout=widgets.Layout(**fit))
+            self._samples = widgets.Image(format="png", layout=widgets.Layout(**fit))
             self._box = widgets.VBox([self._status, widgets.HBox([self._curves, self._samples])])
             display(self._box)  # the only output the dashboard ever makes
         else:
