@@ -35,10 +35,43 @@ def built_site(artifacts) -> Path:
     return out
 
 
-def open_file(page, path: Path) -> None:
+# Debian's MathJax 2.7 (`libjs-mathjax`, `fonts-mathjax`): with it, the CDN's MathJax is served from disk, so the
+# screenshots show the maths as a reader online sees it. Without it the maths stays as raw $…$ (CI has no network).
+LOCAL_MATHJAX = Path("/usr/share/javascript/mathjax")
+MATHJAX_CDN = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
+
+
+def _serve_local_mathjax(route) -> None:
+    # every file by its path under the version folder; latest.js (which asks the CDN for the newest release) is
+    # replaced by a loader of MathJax.js from the same folder, so that MathJax finds its root from that name
+    url = route.request.url
+    path = url[len(MATHJAX_CDN):].split("?")[0].split("/", 1)[-1]
+    if path == "latest.js":
+        query = url.split("?", 1)[1] if "?" in url else ""
+        src = url.split("?")[0][: -len("latest.js")] + "MathJax.js" + (f"?{query}" if query else "")
+        route.fulfill(content_type="application/javascript",
+                      body=f"var s = document.createElement('script'); s.src = {src!r}; document.head.appendChild(s);")
+        return
+    local = LOCAL_MATHJAX / path
+    if local.is_file():
+        route.fulfill(path=str(local))
+    else:
+        route.abort()
+
+
+def open_file(page, path: Path) -> bool:
+    """Open a site page; True when its maths was typeset (local MathJax present)."""
     assert path.is_file(), f"{path} was not written"
-    # domcontentloaded: the pages ask a CDN for MathJax and the widget manager, which CI cannot reach
+    mathjax = (LOCAL_MATHJAX / "MathJax.js").is_file()
+    if mathjax:
+        page.route(MATHJAX_CDN + "**", _serve_local_mathjax)
+    # domcontentloaded: the pages also ask a CDN for the widget manager, which CI cannot reach
     page.goto(path.as_uri(), wait_until="domcontentloaded")
+    if mathjax and page.locator("script[src*='mathjax']").count():
+        page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
+                               "&& document.querySelector('.MathJax_CHTML, mjx-container') !== null", timeout=60_000)
+        return True
+    return False
 
 
 def test_site_index_lists_every_lesson(built_site, page, artifacts):
@@ -66,8 +99,12 @@ def test_site_index_lists_every_lesson(built_site, page, artifacts):
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_site_lesson_page_has_figures_and_no_error(built_site, page, artifacts, slug):
-    open_file(page, built_site / f"{slug}.html")
+    typeset = open_file(page, built_site / f"{slug}.html")
     page.screenshot(path=str(artifacts / f"site_{slug}.png"))
+    if typeset:  # no formula left as raw TeX in the text a reader sees
+        raw = [t for t in page.locator(".jp-MarkdownOutput p, .jp-MarkdownOutput li").all_inner_texts()
+               if "$$" in t or "\\frac" in t or "\\mathbb" in t]
+        assert not raw, f"{slug}.html: maths not typeset: {raw[:3]}"
     nav = page.locator("nav.genimg-nav").inner_text()
     assert "failed" not in nav and "ran top to bottom" in nav, nav
     figures = page.locator('img[src^="data:image/png"]')
