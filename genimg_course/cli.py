@@ -104,17 +104,34 @@ def cmd_train(args) -> int:
     return 0
 
 
-def draw_samples(model, n: int, seed: int, labels=None):
+def draw_samples(model, n: int, seed: int, labels=None, **sampling):
     """n samples (N, C, H, W), about [-1, 1], on the CPU, drawn 500 at a time (bounded memory);
-    labels: None, or the class of each sample (conditional models)."""
+    labels: None, or the class of each sample (conditional models); sampling: steps, sampler, guidance
+    (diffusion and flow models)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     chunks = []
     for i in range(0, n, 500):
-        kwargs = {} if labels is None else {"labels": labels[i:i + 500]}
+        kwargs = dict(sampling) if labels is None else {"labels": labels[i:i + 500], **sampling}
         chunks.append(model.sample(min(500, n - i), g, **kwargs).float().cpu())
     return torch.cat(chunks)
+
+
+def sampling_options(args, model, family: str) -> dict:
+    """--steps, --sampler and --guidance as keyword arguments of the model's ``sample``; an error for a
+    model that has no sampler steps (they are only the diffusion and flow models')."""
+    options = {k: getattr(args, k) for k in ("steps", "sampler", "guidance") if getattr(args, k, None) is not None}
+    if options and family not in DIFFUSION_NAMES:
+        flags = ", ".join(f"--{k}" for k in options)
+        raise ValueError(f"{flags}: only for diffusion and flow models ({', '.join(DIFFUSION_NAMES)}); "
+                         f"this checkpoint holds a {family!r} model")
+    if options.get("steps") is not None and options["steps"] < 1:
+        raise ValueError(f"--steps must be at least 1, got {options['steps']}")
+    if "guidance" in options and not getattr(model.config, "n_classes", 0):
+        raise ValueError(f"--guidance is for a class-conditional model (cddpm, cflow); this checkpoint holds "
+                         f"an unconditional {family!r} model")
+    return options
 
 
 def cmd_sample(args) -> int:
@@ -133,13 +150,14 @@ def cmd_sample(args) -> int:
         raise ValueError(f"-n must be at least 1, got {args.n}")
     device = torch.device(args.device) if args.device else pick_device()
     model, payload = load_checkpoint(args.checkpoint, device=device)
+    sampling = sampling_options(args, model, payload["family"])
     labels = None
     if args.label is not None:
         if not getattr(model.config, "n_classes", 0):
-            raise ValueError(f"--label is for a conditional model ('cgan'); {str(args.checkpoint)!r} holds a "
-                             f"{payload['family']!r} model")
+            raise ValueError(f"--label is for a conditional model (cgan, cddpm, cflow); {str(args.checkpoint)!r} "
+                             f"holds a {payload['family']!r} model")
         labels = torch.full((args.n,), args.label)  # the model itself rejects a class it does not know
-    images = ((draw_samples(model, args.n, args.seed, labels) + 1) / 2).clamp(0, 1)  # (N, C, H, W) in [0, 1]
+    images = ((draw_samples(model, args.n, args.seed, labels, **sampling) + 1) / 2).clamp(0, 1)  # in [0, 1]
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, images.numpy().astype(np.float32))
@@ -163,6 +181,9 @@ def cmd_eval(args) -> int:
     if args.n is not None and args.n < 1:
         raise ValueError(f"-n must be at least 1, got {args.n}")
     if source.suffix == ".npy":
+        if any(getattr(args, k, None) is not None for k in ("steps", "sampler", "guidance")):
+            raise ValueError("--steps, --sampler and --guidance are for sampling a checkpoint; "
+                             f"{str(source)!r} already holds images")
         if not source.is_file():
             raise FileNotFoundError(f"No file {str(source)!r}")
         try:
@@ -190,16 +211,18 @@ def cmd_eval(args) -> int:
         what = f"{len(images)} images from {source.name}"
     else:
         model, payload = load_checkpoint(source)
+        sampling = sampling_options(args, model, payload["family"])
         dataset = args.dataset or payload["dataset"]
         n = args.n or 1000
         k = getattr(model.config, "n_classes", 0)
         asked = torch.arange(n) % k if k else None  # a conditional model is asked for every class in turn
-        images = draw_samples(model, n, args.seed, asked)
+        images = draw_samples(model, n, args.seed, asked, **sampling)
         bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
         if bad:
             raise ValueError(f"{str(source)!r}: {bad} of the {n} samples contain NaN or infinite values (the model "
                              "diverged during training?); retrain it, e.g. with a lower learning rate")
-        what = f"{n} samples of {payload['family']} ({source.name})"
+        how = ", ".join(f"{k} {v}" for k, v in sampling.items())
+        what = f"{n} samples of {payload['family']} ({source.name}{'; ' + how if how else ''})"
     results = evaluate_images(images, dataset, asked=asked)
     if args.json:
         print(json.dumps(results))
@@ -244,7 +267,18 @@ def cmd_grade(args) -> int:
 
 
 # genimg_course.zoo.MODELS's names, here so that the parser needs no torch (a test compares the two)
-MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan")
+MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan", "ddpm", "flow", "cddpm", "cflow")
+DIFFUSION_NAMES = ("ddpm", "flow", "cddpm", "cflow")
+SAMPLER_NAMES = ("ddim", "ddpm", "euler")  # genimg_course.diffusion.SAMPLERS, all of them
+
+
+def add_sampling_arguments(p) -> None:
+    p.add_argument("--steps", type=int, help="sampler steps (diffusion and flow models; default: the model's, 50)")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES,
+                   help="ddim (default) or ddpm for ddpm/cddpm; euler for flow/cflow")
+    p.add_argument("--guidance", type=float,
+                   help="classifier-free guidance scale w for cddpm/cflow (0: ignore the label, 1: plain "
+                        "conditional, default 2)")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -285,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="FILE.npy (float32 (N, C, H, W) in [0, 1]) or FILE.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
-    p.add_argument("--label", type=int, help="class index K: only class K (conditional models such as cgan)")
+    p.add_argument("--label", type=int, help="class index K: only class K (conditional models: cgan, cddpm, cflow)")
+    add_sampling_arguments(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="FID, KID, precision/recall, ... for a checkpoint or a .npy of images")
@@ -294,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, help="number of samples (default 1000 for a checkpoint, all for .npy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--seed", type=int, default=0)
+    add_sampling_arguments(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("grade", help="grade submitted notebooks: DIR/grades.csv and DIR/feedback/STUDENT.html")

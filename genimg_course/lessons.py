@@ -70,6 +70,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("05_evaluation", "Evaluating generative models",
            "FID, KID, precision/recall, density/coverage, a classifier Inception Score, class coverage and "
            "memorisation, on the course's own classifier; what each misses; every model of the course in one table"),
+    Lesson("06_diffusion", "Diffusion models and flow matching",
+           "the forward process and its schedules, DDPM with a small U-Net, DDIM, rectified flow, quality against "
+           "sampler steps, classifier-free guidance; diffusion joins the comparison table"),
 )
 
 

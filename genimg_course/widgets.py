@@ -76,3 +76,51 @@ class LatentExplorer:
         from IPython.display import display
 
         display(self.widget)
+
+
+class GuidanceExplorer:
+    """A slider for the classifier-free guidance scale w of a conditional diffusion or flow model, redrawing
+    a class grid (one row per class, from a fixed seed, so only w changes) at every release.
+
+    ``set(w)`` is the slider's callback, callable without a widget front end.
+    """
+
+    def __init__(self, model, n_per_class: int = 6, steps: int = 20, seed: int = 0, w: float | None = None,
+                 limit: float = 6.0, scale: int = 2):
+        import ipywidgets as widgets
+
+        if not getattr(model.config, "n_classes", 0):
+            raise ValueError(f"GuidanceExplorer needs a class-conditional model (cddpm, cflow), got {model.family!r}")
+        self.model, self.n_per_class, self.steps, self.seed, self.scale = model.eval(), n_per_class, steps, seed, scale
+        self.w = float(model.config.guidance if w is None else w)
+        self.image = widgets.Image(format="png")
+        self.slider = widgets.FloatSlider(value=self.w, min=0.0, max=limit, step=0.5, description="w",
+                                          continuous_update=False)  # one redraw per release: sampling takes seconds
+        self.slider.observe(lambda change: self.set(change["new"]), names="value")
+        self.redraw()
+        self.widget = widgets.VBox([self.slider, self.image])
+
+    def grid(self) -> torch.Tensor:
+        """The class grid at the current w: (K · n_per_class, C, H, W) in [-1, 1], rows in class order."""
+        k = self.model.config.n_classes
+        labels = torch.arange(k).repeat_interleave(self.n_per_class)
+        return self.model.sample(len(labels), torch.Generator().manual_seed(self.seed), labels=labels,
+                                 steps=self.steps, guidance=self.w).cpu()
+
+    def redraw(self) -> torch.Tensor:
+        from torchvision.utils import make_grid
+
+        images = self.grid()
+        self.image.value = tensor_to_png(make_grid(images, nrow=self.n_per_class, pad_value=1.0, padding=1),
+                                         self.scale)
+        return images
+
+    def set(self, w: float) -> torch.Tensor:
+        """Set the guidance scale and redraw (the slider's callback). Returns the new grid's images."""
+        self.w = float(w)
+        return self.redraw()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

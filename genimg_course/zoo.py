@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from genimg_course import gan, mlp, vae
+from genimg_course import diffusion, gan, mlp, vae
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,12 @@ def _train_gan(model, images, run, epochs, seed, max_seconds=None, progress_bar=
                          device=run.device, seed=seed, max_seconds=max_seconds, progress_bar=progress_bar)
 
 
+def _train_diffusion(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
+    return diffusion.train_diffusion(model, images, epochs, labels=labels if model.config.n_classes else None,
+                                     batch_size=run.batch_size, device=run.device, seed=seed, amp=run.amp, max_seconds=max_seconds,
+                                     progress_bar=progress_bar)
+
+
 MODELS: dict[str, Family] = {
     "mlp-ae": Family(mlp.MLPAutoencoder, mlp.AutoencoderConfig, _train_ae,
                      "two-layer MLP autoencoder (lesson 02): reconstructs, but is not a generator"),
@@ -56,13 +62,28 @@ MODELS: dict[str, Family] = {
                     "DCGAN with hinge loss, spectral norm and a moving average of G (lesson 04)"),
     "cgan": Family(gan.ConditionalGAN, gan.GANConfig, _train_gan,
                    "class-conditional DCGAN, projection discriminator (lesson 04); sample with --label K"),
+    "ddpm": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
+                   "DDPM: a U-Net predicts the noise (lesson 06); sample with --sampler ddim|ddpm --steps K"),
+    "flow": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
+                   "flow matching (rectified flow): a U-Net predicts the velocity (lesson 06); Euler sampler"),
+    "cddpm": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
+                    "class-conditional DDPM with classifier-free guidance (lesson 06); --label K --guidance W"),
+    "cflow": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
+                    "class-conditional flow matching with classifier-free guidance (lesson 06); --label K --guidance W"),
 }
+
+# what sets the diffusion families apart: the objective, and whether they take labels
+_DIFFUSION = {"ddpm": ("eps", False), "flow": ("flow", False), "cddpm": ("eps", True), "cflow": ("flow", True)}
+CONDITIONAL = ("cgan", "cddpm", "cflow")
 
 # epochs of each family per profile, sized so a lesson trains in minutes on 2 CPU cores
 EPOCHS = {
-    "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1, "dcgan": 1, "cgan": 1},
-    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100, "dcgan": 60, "cgan": 60},
-    "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300, "dcgan": 400, "cgan": 400},
+    "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1, "dcgan": 1, "cgan": 1,
+           "ddpm": 1, "flow": 1, "cddpm": 1, "cflow": 1},
+    "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100, "dcgan": 60, "cgan": 60,
+            "ddpm": 40, "flow": 40, "cddpm": 40, "cflow": 40},
+    "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300, "dcgan": 400, "cgan": 400,
+            "ddpm": 1000, "flow": 1000, "cddpm": 1000, "cflow": 1000},
 }
 
 
@@ -79,6 +100,15 @@ def build_model(family: str, config: dict | None = None) -> torch.nn.Module:
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     if family == "conv-vae":
         config = {"z_dim": 16, "hidden": 256, **config}
+    if family in _DIFFUSION:
+        objective, conditional = _DIFFUSION[family]
+        if config.setdefault("objective", objective) != objective:
+            raise ValueError(f"{family!r} has objective {objective!r}, got objective={config['objective']!r}")
+        if conditional and config.setdefault("n_classes", 10) < 2:
+            raise ValueError(f"{family!r} is class-conditional: n_classes must be at least 2, "
+                             f"got {config['n_classes']}")
+        if not conditional and config.get("n_classes", 0):
+            raise ValueError(f"{family!r} is unconditional (n_classes=0); for labels use 'c{family}'")
     return spec.model(spec.config(**config))
 
 
@@ -88,9 +118,10 @@ def default_config(family: str, image_shape, likelihood: str | None = None, n_cl
     config = {"image_shape": list(image_shape)}
     if family in ("vae", "conv-vae"):
         config["likelihood"] = likelihood or ("bernoulli" if image_shape[0] == 1 else "gaussian")
-    if family == "cgan":
+    if family in CONDITIONAL:
         if not n_classes or n_classes < 2:
-            raise ValueError(f"'cgan' is class-conditional: it needs a dataset with at least 2 classes, got {n_classes}")
+            raise ValueError(f"{family!r} is class-conditional: it needs a dataset with at least 2 classes, "
+                             f"got {n_classes}")
         config["n_classes"] = n_classes
     return config
 

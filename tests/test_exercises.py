@@ -10,7 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 import numpy as np
 
-from genimg_course import check, gan, metrics, mlp, preprocess, vae
+from genimg_course import check, diffusion, gan, metrics, mlp, preprocess, vae
 from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors, uses_of_forbidden
 
 
@@ -234,6 +234,63 @@ WRONG = {
 }
 
 
+
+def _per(v, x):
+    return v.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def _ddim(clip=True, recompute=False, prev_scale=True, clip_output=False):
+    def step(x, eps, a_t, a_s):
+        a_t, a_s = _per(a_t, x), _per(a_s, x)
+        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        if clip:
+            x0 = x0.clamp(-1, 1)
+        e = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt() if recompute else eps
+        a = a_s if prev_scale else a_t
+        out = a.sqrt() * x0 + (1 - a).sqrt() * e
+        return out.clamp(-1, 1) if clip_output else out
+    return step
+
+
+WRONG.update({
+    "q_sample": {
+        "variances instead of scales": lambda x0, t, n, ab: _per(ab[t], x0) * x0 + (1 - _per(ab[t], x0)) * n,
+        "one t for the whole batch": lambda x0, t, n, ab: ab[t[0]].sqrt() * x0 + (1 - ab[t[0]]).sqrt() * n,
+        "noise and image swapped": lambda x0, t, n, ab: _per(ab[t], x0).sqrt() * n + (1 - _per(ab[t], x0)).sqrt() * x0,
+        "only works for one channel": lambda x0, t, n, ab: (ab[t].sqrt()[:, None, None, None] * x0[:, :1]
+                                                            + (1 - ab[t]).sqrt()[:, None, None, None] * n[:, :1]),
+    },
+    "ddpm_loss": {
+        "predicts x0": lambda m, x0, t, n, ab, labels=None: F.mse_loss(m(diffusion.q_sample(x0, t, n, ab), t, labels), x0),
+        "network sees x0": lambda m, x0, t, n, ab, labels=None: F.mse_loss(m(x0, t, labels), n),
+        "sum instead of mean": lambda m, x0, t, n, ab, labels=None: F.mse_loss(
+            m(diffusion.q_sample(x0, t, n, ab), t, labels), n, reduction="sum"),
+        "drops the labels": lambda m, x0, t, n, ab, labels=None: F.mse_loss(m(diffusion.q_sample(x0, t, n, ab), t), n),
+        "time as a fraction": lambda m, x0, t, n, ab, labels=None: F.mse_loss(
+            m(diffusion.q_sample(x0, t, n, ab), t / len(ab), labels), n),
+    },
+    "ddim_step": {
+        "no clipping": _ddim(clip=False),
+        "clips x_s instead of x̂0": _ddim(clip=False, clip_output=True),
+        "rescales with ᾱ_t": _ddim(prev_scale=False),
+        "adds fresh noise": lambda x, eps, a_t, a_s: _ddim()(x, eps, a_t, a_s) + 0.1 * torch.randn_like(x),
+    },
+    "flow_matching_loss": {
+        "velocity sign flipped": lambda m, x0, t, n, labels=None: F.mse_loss(
+            m(diffusion.flow_interpolate(x0, n, t), t, labels), x0 - n),
+        "image and noise swapped in x_t": lambda m, x0, t, n, labels=None: F.mse_loss(
+            m(diffusion.flow_interpolate(n, x0, t), t, labels), n - x0),
+        "predicts the noise": lambda m, x0, t, n, labels=None: F.mse_loss(
+            m(diffusion.flow_interpolate(x0, n, t), t, labels), n),
+        "drops the labels": lambda m, x0, t, n, labels=None: F.mse_loss(m(diffusion.flow_interpolate(x0, n, t), t), n - x0),
+    },
+    "guided": {
+        "around cond": lambda c, u, w: c + w * (c - u),
+        "Ho & Salimans' w": lambda c, u, w: (1 + w) * c - w * u,
+        "averages": lambda c, u, w: (c + w * u) / (1 + w),
+    },
+})
+
 def test_every_exercise_has_wrong_answers_to_fail():
     assert set(WRONG) == set(EXERCISES), "add wrong answers here for every new exercise"
 
@@ -308,7 +365,8 @@ def test_points_are_declared():
     assert all(isinstance(ex.points, int) and ex.points > 0 for ex in EXERCISES.values())
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
     assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae",
-                                                          "04_gans", "05_evaluation"}
+                                                          "04_gans", "05_evaluation", "06_diffusion"}
+    assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "06_diffusion") == 10
 
 
 # Answers that hand the whole exercise to a library: they pass every numeric test (the library is

@@ -208,6 +208,16 @@ def test_cli_model_names_match_the_zoo():
     assert list(MODEL_NAMES) == list(MODELS)
 
 
+def test_cli_diffusion_and_sampler_names_match_the_zoo():
+    from genimg_course import diffusion
+    from genimg_course.cli import DIFFUSION_NAMES, SAMPLER_NAMES
+    from genimg_course.zoo import MODELS
+
+    assert list(DIFFUSION_NAMES) == [name for name, f in MODELS.items() if f.model is diffusion.DiffusionModel]
+    samplers = set().union(*diffusion.SAMPLERS.values())
+    assert set(SAMPLER_NAMES) == samplers and len(SAMPLER_NAMES) == len(samplers)
+
+
 def test_cli_reports_course_errors_in_one_line(tmp_path, capsys):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a checkpoint")

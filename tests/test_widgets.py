@@ -37,3 +37,27 @@ def test_latent_explorer_takes_a_list_of_dimensions():
         assert "0..7" in str(err)
     else:
         raise AssertionError("dimension 8 of 8 accepted")
+
+
+def test_guidance_explorer_redraws_at_the_new_scale():
+    import pytest
+
+    from genimg_course import diffusion
+    from genimg_course.widgets import GuidanceExplorer
+
+    torch.manual_seed(0)
+    model = diffusion.DiffusionModel(diffusion.DiffusionConfig(objective="flow", n_classes=3, width=8))
+    for p in model.ema.parameters():  # a network that is not zero, so the label changes the output
+        p.data.normal_(0, 0.1)
+    explorer = GuidanceExplorer(model, n_per_class=2, steps=2, w=1.0)
+    before = explorer.image.value
+    assert before[:8] == b"\x89PNG\r\n\x1a\n" and explorer.slider.value == 1.0
+    explorer.slider.value = 4.0  # what releasing the slider does
+    assert explorer.w == 4.0 and explorer.image.value != before
+    images = explorer.set(0.0)
+    assert images.shape == (6, 1, 28, 28)
+    expected = model.sample(6, torch.Generator().manual_seed(0), labels=torch.arange(3).repeat_interleave(2),
+                            steps=2, guidance=0.0)
+    torch.testing.assert_close(images, expected)
+    with pytest.raises(ValueError, match="class-conditional"):
+        GuidanceExplorer(diffusion.DiffusionModel(diffusion.DiffusionConfig(width=8)))

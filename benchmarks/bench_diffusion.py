@@ -1,0 +1,158 @@
+"""Lesson 06's diffusion and flow models against the course's GAN and conv VAE, at equal training wall time.
+
+    python benchmarks/bench_diffusion.py                    # 180 s of training each, on `digits`, CPU
+    python benchmarks/bench_diffusion.py --seconds 60 --models ddpm flow
+    python benchmarks/bench_diffusion.py --device cuda      # on a GPU: also prints images/s of training
+    python benchmarks/bench_diffusion.py --full-ddpm        # adds DDPM's 1,000 ancestral steps (10 min on 2 cores)
+
+Each model trains in its own process (so its peak memory is its own) on the whole `digits` training set, with the
+lesson's configuration (zoo defaults), for ``--seconds`` of wall time, then draws 1,000 samples per sampler
+setting; every setting is timed and judged with lesson 05's metrics against the 360 test digits (classifier
+features; at n = 1,000 the real-vs-real floor is the first row). Prints one JSON object per model and a Markdown
+table for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+N_SAMPLES = 1000
+DEFAULT_MODELS = ("ddpm", "flow", "cflow", "dcgan", "conv-vae")
+# sampler settings per family: (label, keyword arguments of model.sample)
+SETTINGS = {
+    "ddpm": [("DDIM, 10 steps", {"sampler": "ddim", "steps": 10}), ("DDIM, 20 steps", {"sampler": "ddim", "steps": 20}),
+             ("DDIM, 50 steps", {"sampler": "ddim", "steps": 50}),
+             ("DDPM ancestral, 50 steps", {"sampler": "ddpm", "steps": 50})],
+    "flow": [("Euler, 5 steps", {"steps": 5}), ("Euler, 10 steps", {"steps": 10}), ("Euler, 20 steps", {"steps": 20}),
+             ("Euler, 50 steps", {"steps": 50})],
+    "cflow": [("w = 1, 20 steps", {"guidance": 1.0, "steps": 20}), ("w = 2, 20 steps", {"guidance": 2.0, "steps": 20}),
+              ("w = 4, 20 steps", {"guidance": 4.0, "steps": 20})],
+    "cddpm": [("w = 1, DDIM 20", {"guidance": 1.0, "steps": 20}), ("w = 2, DDIM 20", {"guidance": 2.0, "steps": 20}),
+              ("w = 4, DDIM 20", {"guidance": 4.0, "steps": 20})],
+    "dcgan": [("one pass of G", {})],
+    "conv-vae": [("one pass of the decoder", {})],
+}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_one(family: str, seconds: float, seed: int, device: str, full_ddpm: bool) -> dict:
+    import torch
+
+    from genimg_course import data, metrics
+    from genimg_course.runtime import setup
+    from genimg_course.zoo import MODELS, build_model, default_config
+
+    run = setup(seed=seed, profile="gpu" if device == "cuda" else "cpu", device=device, verbose=False)
+    train = data.load_dataset("digits", split="train")
+    model = build_model(family, default_config(family, tuple(train.images.shape[1:]), n_classes=10))
+    start = time.perf_counter()
+    history = MODELS[family].train(model, train.images, run, 10**6, seed, max_seconds=seconds, progress_bar=False,
+                                   labels=train.labels)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    train_seconds = time.perf_counter() - start
+    steps = len(next(iter(history.values())))
+    batch = getattr(model.config, "batch_size", None)
+    result = {"model": family, "seed": seed, "device": device, "train_seconds": round(train_seconds, 1),
+              "steps": steps, "batch": batch,
+              "train_images_per_second": round(steps * batch / train_seconds, 1) if batch else None,
+              "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), "settings": []}
+    model = model.eval()
+    settings = list(SETTINGS[family])
+    if family == "ddpm" and full_ddpm:
+        settings.append(("DDPM ancestral, 1000 steps", {"sampler": "ddpm", "steps": 1000}))
+    conditional = getattr(model.config, "n_classes", 0)
+    asked = torch.arange(N_SAMPLES) % 10 if conditional else None
+    for label, kwargs in settings:
+        start = time.perf_counter()
+        chunks, g = [], torch.Generator().manual_seed(1000 + seed)
+        for i in range(0, N_SAMPLES, 500):  # bounded memory, as genimg sample does
+            extra = {"labels": asked[i:i + 500]} if conditional else {}
+            chunks.append(model.sample(min(500, N_SAMPLES - i), g, **extra, **kwargs).float().cpu())
+        if device == "cuda":
+            torch.cuda.synchronize()
+        sample_seconds = time.perf_counter() - start
+        r = metrics.evaluate_images(torch.cat(chunks), "digits", asked=asked)
+        row = {"setting": label, "sample_seconds": round(sample_seconds, 1),
+               "images_per_second": round(N_SAMPLES / sample_seconds, 1)}
+        row |= {k: round(r[k], 3) for k in ("fid", "kid", "precision", "recall", "density", "coverage")}
+        if conditional:
+            row["conditional_accuracy"] = round(r["conditional_accuracy"], 3)
+        result["settings"].append(row)
+    result["peak_rss_mib"] = round(peak_rss_mib())
+    if device == "cuda":
+        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return result
+
+
+def floor_row() -> dict:
+    import torch
+
+    from genimg_course import data, metrics
+
+    train = data.load_dataset("digits", split="train")
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:N_SAMPLES]
+    r = metrics.evaluate_images(train.images[idx], "digits")
+    return {k: round(r[k], 3) for k in ("fid", "kid", "precision", "recall", "density", "coverage")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=list(SETTINGS))
+    parser.add_argument("--seconds", type=float, default=180.0, help="training wall time per model (default 180)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--full-ddpm", action="store_true", help="also sample DDPM with all 1,000 ancestral steps")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model in this process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(train_one(args.one, args.seconds, args.seed, args.device, args.full_ddpm)))
+        return 0
+    import torch
+
+    print(f"# {platform.node()} | {platform.processor() or platform.machine()} | torch {torch.__version__} | "
+          f"threads {torch.get_num_threads()} | device {args.device} | {args.seconds:.0f} s of training each")
+    results = []
+    for family in args.models:
+        cmd = [sys.executable, __file__, "--one", family, "--seconds", str(args.seconds), "--seed", str(args.seed),
+               "--device", args.device] + (["--full-ddpm"] if args.full_ddpm else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+        if out.returncode:
+            print(out.stderr[-3000:], file=sys.stderr)
+            return out.returncode
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    floor = floor_row()
+    print(f"\n{N_SAMPLES} samples per row against the 360 test digits (classifier features); "
+          f"{args.seconds:.0f} s of training each on {args.device}.\n")
+    print("| model | sampler | train steps | sampling (s) | images/s | fid | kid | precision | recall | coverage | "
+          "class accuracy |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| 1,000 real training digits (floor) | - | - | - | - | {floor['fid']} | {floor['kid']} | "
+          f"{floor['precision']} | {floor['recall']} | {floor['coverage']} | - |")
+    for r in results:
+        for s in r["settings"]:
+            print(f"| {r['model']} | {s['setting']} | {r['steps']} | {s['sample_seconds']} | {s['images_per_second']} | "
+                  f"{s['fid']} | {s['kid']} | {s['precision']} | {s['recall']} | {s['coverage']} | "
+                  f"{s.get('conditional_accuracy', '-')} |")
+    print("\n| model | parameters | train steps | train images/s | peak RSS (MiB) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['model']} | {r['parameters']:,} | {r['steps']} | {r['train_images_per_second']} | "
+              f"{r['peak_rss_mib']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,488 @@
+"""Lesson 06: diffusion models and flow matching. See 06_diffusion.ipynb.
+
+Two ways to turn noise into images with one network, applied many times:
+
+* **DDPM** (Ho et al., 2020): a fixed *forward process* adds Gaussian noise in T steps,
+  q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I); a network ε_θ(x_t, t) learns to predict the noise, and the
+  *reverse process* removes it step by step (ancestral sampling), or in few deterministic steps (DDIM,
+  Song et al., 2021).
+* **Flow matching / rectified flow** (Lipman et al., 2023; Liu et al., 2023): x_t = (1 − t) x_0 + t ε on
+  a straight line; a network v_θ(x_t, t) learns the velocity ε − x_0, and an ODE solver (Euler) integrates
+  it from t = 1 (noise) back to t = 0 (an image).
+
+Both use the same small U-Net (``UNet``), which can also take a class label with a "no label" token, for
+classifier-free guidance (Ho & Salimans, 2022). Everything the lesson's exercises ask for has its
+reference here: ``q_sample``, ``ddpm_loss``, ``ddim_step``, ``ddpm_step``, ``flow_matching_loss`` and
+``guided``.
+
+Time convention: the network always sees a time in [0, 1] (DDPM step t of T is (t + 1) / T), embedded with
+sinusoids, so both objectives share the architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genimg_course.training import Deadline, autocast, grad_scaler, make_loader, progress, use_amp
+
+SCHEDULES = ("linear", "cosine")
+OBJECTIVES = ("eps", "flow")  # DDPM's ε-prediction, or flow matching's velocity
+SAMPLERS = {"eps": ("ddim", "ddpm"), "flow": ("euler",)}  # the first is the default
+
+
+# ----------------------------------------------------------------------------- noise schedules
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """Ho et al.'s linear schedule β_1 … β_T (float64). Their values are for T = 1000; for another T both
+    ends are scaled by 1000 / T (Nichol & Dhariwal, 2021), so that ᾱ_T stays near 0."""
+    scale = 1000 / T
+    # clipped like the cosine schedule's: for T <= 20 the scaled β would reach 1 (ᾱ = 0 or < 0: NaN samples)
+    return torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64).clamp(max=0.999)
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal's cosine schedule: ᾱ(t) = cos²((t/T + s) / (1 + s) · π/2) / ᾱ(0),
+    β_t = 1 − ᾱ_t / ᾱ_{t−1}, clipped at ``max_beta`` (the last steps would otherwise be 1)."""
+    steps = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
+
+
+def make_betas(schedule: str, T: int) -> torch.Tensor:
+    """β_1 … β_T of a schedule by name: 'linear' or 'cosine'."""
+    if not isinstance(T, int) or T < 2:
+        raise ValueError(f"T (the number of diffusion steps) must be an int >= 2, got {T!r}")
+    if schedule == "linear":
+        return linear_betas(T)
+    if schedule == "cosine":
+        return cosine_betas(T)
+    raise ValueError(f"Unknown noise schedule {schedule!r}. Valid schedules: {', '.join(SCHEDULES)}.")
+
+
+def snr(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio of x_t: ᾱ_t / (1 − ᾱ_t)."""
+    return alpha_bar / (1 - alpha_bar)
+
+
+# ----------------------------------------------------------------------------- the pieces of the exercises
+def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) → (B, 1, 1, 1): one value per image, broadcast over its pixels."""
+    return values.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """Sample q(x_t | x_0) in closed form: √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε.
+
+    x0, noise: (B, C, H, W); t: (B,) integer steps in [0, T); alpha_bar: (T,) cumulative products of 1 − β.
+    """
+    a = _per_sample(alpha_bar[t], x0)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def ddpm_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
+              labels: torch.Tensor | None = None) -> torch.Tensor:
+    """DDPM's "simple" loss: the mean squared error between the noise ε and the network's prediction
+    ε_θ(x_t, t), where x_t = q_sample(x0, t, noise). ``model(x_t, t, labels)`` takes the integer steps."""
+    return F.mse_loss(model(q_sample(x0, t, noise, alpha_bar), t, labels), noise)
+
+
+def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
+    """The clean image implied by a noise prediction: x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t."""
+    a = _per_sample(alpha_bar_t, x_t)
+    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor,
+              alpha_bar_prev: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM step (η = 0) from step t to an earlier step s:
+
+        x̂_0 = clip(predict_x0(x_t, ε, ᾱ_t), −1, 1),   x_s = √ᾱ_s · x̂_0 + √(1 − ᾱ_s) · ε.
+
+    The clip (diffusers' ``clip_sample``, on by default there): near t = T, ᾱ_t ≈ 0 and dividing by √ᾱ_t
+    multiplies any error of ε by thousands; without it, the course's models draw saturated noise.
+    alpha_bar_t, alpha_bar_prev: (B,) values of ᾱ at t and at s (ᾱ = 1 for s = "before step 0")."""
+    x0 = predict_x0(x_t, eps, alpha_bar_t).clamp(-1, 1)
+    a_prev = _per_sample(alpha_bar_prev, x_t)
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor, alpha_bar_prev: torch.Tensor,
+              noise: torch.Tensor) -> torch.Tensor:
+    """One ancestral step from t to s < t: a draw from the Gaussian posterior q(x_s | x_t, x̂_0),
+
+        mean = (√ᾱ_s β / (1 − ᾱ_t)) x̂_0 + (√α (1 − ᾱ_s) / (1 − ᾱ_t)) x_t,  variance = β (1 − ᾱ_s) / (1 − ᾱ_t),
+
+    with α = ᾱ_t / ᾱ_s and β = 1 − α (the step's own α_t, β_t when s = t − 1), x̂_0 from ``predict_x0``
+    clipped to [−1, 1]. ``noise``: standard normal, the shape of x_t (ignored where ᾱ_s = 1: the last step
+    adds no noise)."""
+    a_t, a_s = _per_sample(alpha_bar_t, x_t), _per_sample(alpha_bar_prev, x_t)
+    alpha = a_t / a_s
+    beta = 1 - alpha
+    x0 = predict_x0(x_t, eps, alpha_bar_t).clamp(-1, 1)
+    mean = (a_s.sqrt() * beta / (1 - a_t)) * x0 + (alpha.sqrt() * (1 - a_s) / (1 - a_t)) * x_t
+    var = beta * (1 - a_s) / (1 - a_t)
+    return mean + var.sqrt() * noise
+
+
+def flow_interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The straight line from data to noise: x_t = (1 − t) · x_0 + t · ε, t: (B,) in [0, 1]."""
+    t = _per_sample(t, x0)
+    return (1 - t) * x0 + t * noise
+
+
+def flow_matching_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                       labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Conditional flow matching: the mean squared error between the velocity of the straight line,
+    d x_t / d t = ε − x_0, and the network's v_θ(x_t, t). t: (B,) in [0, 1]."""
+    return F.mse_loss(model(flow_interpolate(x0, noise, t), t, labels), noise - x0)
+
+
+def guided(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """Classifier-free guidance: uncond + w · (cond − uncond). w = 0 ignores the label, w = 1 is the plain
+    conditional model, w > 1 pushes further in the direction the label adds (the convention of
+    ``guidance_scale`` in diffusers; Ho & Salimans write it as (1 + w') cond − w' uncond, w' = w − 1)."""
+    return uncond + w * (cond - uncond)
+
+
+# ----------------------------------------------------------------------------- the network: a small U-Net
+def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of times t (B,) in [0, 1] (the Transformer's positional code, as in DDPM):
+    [cos(1000 t · f_k), sin(1000 t · f_k)] with frequencies f_k = max_period^(−k / (dim/2)). (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = 1000 * t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """Two 3×3 convolutions with GroupNorm and SiLU; the time (and label) embedding is added in between,
+    one value per channel. (B, c_in, H, W) → (B, c_out, H, W)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(min(8, c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(min(8, c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, c_out, H, W)
+        h = h + self.emb(emb)[:, :, None, None]  # the time tells each channel how much noise to expect
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """The smallest U-Net that does the job on 28×28 images (three resolutions, one residual block each):
+
+        in (B, C, 28, 28) ─ conv → (B, c, 28, 28) ─ down1 ──────────────────────── skip1 ─┐
+                                                     ↓ stride 2: (B, c, 14, 14)            │
+                                                     down2 → (B, 2c, 14, 14) ── skip2 ─┐   │
+                                                     ↓ stride 2: (B, 2c, 7, 7)         │   │
+                                                     middle → (B, 2c, 7, 7)            │   │
+                                                     ↑ ×2, concat skip2 → up2 (B, 2c, 14, 14)
+                                                     ↑ ×2, concat skip1 → up1 (B, c, 28, 28)
+        out (B, C, 28, 28) ← conv ←───────────────────────────────────────────────────────┘
+
+    Image sizes must be divisible by 4. The time t (B,) in [0, 1] and, for a conditional model, the label
+    (B,) (``n_classes`` means "no label") are embedded and added inside every block.
+    """
+
+    def __init__(self, channels: int = 1, width: int = 32, n_classes: int = 0, emb_dim: int = 128):
+        super().__init__()
+        c = width
+        self.emb_dim = emb_dim
+        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # one extra row for the "no label" token of classifier-free guidance
+        self.label_emb = nn.Embedding(n_classes + 1, emb_dim) if n_classes else None
+        self.n_classes = n_classes
+        self.conv_in = nn.Conv2d(channels, c, 3, padding=1)
+        self.down1 = ResBlock(c, c, emb_dim)
+        self.pool1 = nn.Conv2d(c, c, 3, stride=2, padding=1)
+        self.down2 = ResBlock(c, 2 * c, emb_dim)
+        self.pool2 = nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1)
+        self.middle = ResBlock(2 * c, 2 * c, emb_dim)
+        self.up2 = ResBlock(4 * c, 2 * c, emb_dim)  # input: upsampled middle (2c) + skip2 (2c)
+        self.up1 = ResBlock(3 * c, c, emb_dim)  # input: upsampled up2 (2c) + skip1 (c)
+        self.norm_out = nn.GroupNorm(min(8, c), c)
+        self.conv_out = nn.Conv2d(c, channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)  # start by predicting 0: a calm first few steps
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time_mlp(time_embedding(t, self.emb_dim))  # (B, emb_dim)
+        if self.label_emb is not None:
+            if labels is None:
+                labels = torch.full((len(x),), self.n_classes, device=x.device)  # no label
+            emb = emb + self.label_emb(labels)
+        h = self.conv_in(x)  # (B, c, H, W)
+        skip1 = self.down1(h, emb)  # (B, c, H, W)
+        skip2 = self.down2(self.pool1(skip1), emb)  # (B, 2c, H/2, W/2)
+        h = self.middle(self.pool2(skip2), emb)  # (B, 2c, H/4, W/4)
+        h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, 2c, H/2, W/2)
+        h = self.up2(torch.cat([h, skip2], dim=1), emb)  # (B, 2c, H/2, W/2)
+        h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, 2c, H, W)
+        h = self.up1(torch.cat([h, skip1], dim=1), emb)  # (B, c, H, W)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W): ε or v
+
+
+# ----------------------------------------------------------------------------- the model: network + schedule
+@dataclass
+class DiffusionConfig:
+    image_shape: tuple = (1, 28, 28)
+    objective: str = "eps"  # 'eps': DDPM (noise prediction); 'flow': flow matching (velocity)
+    n_classes: int = 0  # > 0: class-conditional, with label dropout for classifier-free guidance
+    width: int = 32  # channels of the U-Net's first level (the others have 2×)
+    schedule: str = "cosine"  # DDPM only: 'linear' or 'cosine'
+    T: int = 1000  # DDPM only: steps of the forward process
+    steps: int = 50  # default number of sampler steps
+    guidance: float = 2.0  # default guidance scale w of a conditional model
+    label_dropout: float = 0.1  # fraction of training labels replaced by "no label"
+    lr: float = 2e-3
+    ema_decay: float = 0.999
+    batch_size: int = 64  # when train_diffusion is not given one (genimg train passes the profile's)
+
+    def __post_init__(self):
+        self.image_shape = tuple(self.image_shape)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"Unknown objective {self.objective!r}. Valid objectives: {', '.join(OBJECTIVES)}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown noise schedule {self.schedule!r}. Valid schedules: {', '.join(SCHEDULES)}.")
+        if len(self.image_shape) != 3 or self.image_shape[1] % 4 or self.image_shape[2] % 4:
+            raise ValueError(f"image_shape must be (C, H, W) with H and W divisible by 4, got {self.image_shape}")
+        if self.n_classes == 1 or self.n_classes < 0:
+            raise ValueError(f"n_classes must be 0 (unconditional) or at least 2, got {self.n_classes}")
+        if not 0 <= self.label_dropout < 1:
+            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+
+
+class DiffusionModel(nn.Module):
+    """A U-Net, its moving average (used for samples) and, for DDPM, the noise schedule as buffers."""
+
+    def __init__(self, config: DiffusionConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or DiffusionConfig()
+        self.net = UNet(cfg.image_shape[0], cfg.width, cfg.n_classes)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        betas = make_betas(cfg.schedule, cfg.T)
+        # buffers: saved in checkpoints and moved by .to(device) along with the weights
+        self.register_buffer("betas", betas.float())
+        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float())
+
+    @property
+    def family(self) -> str:
+        name = "ddpm" if self.config.objective == "eps" else "flow"
+        return ("c" + name) if self.config.n_classes else name
+
+    @property
+    def device(self) -> torch.device:
+        return self.alpha_bar.device
+
+    def network_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The network's time in [0, 1]: DDPM's integer step t of T → (t + 1) / T; flow times as they are."""
+        return (t.float() + 1) / self.config.T if self.config.objective == "eps" else t
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, labels=None, net: nn.Module | None = None):
+        """ε_θ (DDPM) or v_θ (flow) at x, t; t: DDPM integer steps or flow times, (B,)."""
+        return (net or self.net)(x, self.network_time(t), labels)
+
+    def loss(self, x0: torch.Tensor, labels=None, generator: torch.Generator | None = None,
+             loss_fn=None) -> torch.Tensor:
+        """The training loss on a batch at random times (DDPM: t uniform in {0 … T−1}; flow: t ~ U(0, 1)).
+        ``loss_fn`` replaces ``ddpm_loss`` / ``flow_matching_loss`` (lesson 06 passes the student's)."""
+        b = len(x0)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        if labels is not None and self.config.label_dropout > 0:  # "no label" for a random fraction
+            drop = torch.rand(b, generator=generator).to(x0.device) < self.config.label_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.config.n_classes), labels)
+        if self.config.objective == "eps":
+            t = torch.randint(0, self.config.T, (b,), generator=generator).to(x0.device)
+            return (loss_fn or ddpm_loss)(self.predict, x0, t, noise, self.alpha_bar, labels)
+        t = torch.rand(b, generator=generator).to(x0.device)
+        return (loss_fn or flow_matching_loss)(self.predict, x0, t, noise, labels)
+
+    # ---------------------------------------------------------------- sampling
+    def _labels(self, n: int, labels, device):
+        k = self.config.n_classes
+        if not k:
+            if labels is not None:
+                raise ValueError(f"labels are for a conditional model ('c{self.family}'); this "
+                                 f"{self.family!r} model is unconditional")
+            return None
+        if labels is None:
+            labels = torch.arange(n) % k  # every class, in turn
+        labels = torch.as_tensor(labels).long().flatten()
+        if labels.numel() == 1:
+            labels = labels.expand(n)
+        if labels.numel() != n:
+            raise ValueError(f"got {labels.numel()} labels for {n} samples")
+        bad = labels[(labels < 0) | (labels >= k)]
+        if len(bad):
+            raise ValueError(f"label {int(bad[0])} is out of range: this model knows classes 0..{k - 1}")
+        return labels.to(device)
+
+    def _check_sampling(self, steps, sampler, guidance):
+        cfg = self.config
+        sampler = sampler or SAMPLERS[cfg.objective][0]
+        if sampler not in SAMPLERS[cfg.objective]:
+            kind = "DDPM (ε-prediction)" if cfg.objective == "eps" else "flow-matching"
+            raise ValueError(f"sampler {sampler!r} does not fit a {kind} model. Valid samplers for "
+                             f"{self.family!r}: {', '.join(SAMPLERS[cfg.objective])}.")
+        steps = cfg.steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if cfg.objective == "eps" and steps > cfg.T:
+            raise ValueError(f"steps={steps} is more than the model's T={cfg.T} diffusion steps")
+        if guidance is not None and not cfg.n_classes:
+            raise ValueError(f"guidance is for a conditional model (cddpm, cflow); this {self.family!r} model "
+                             "has no labels to guide with")
+        guidance = (cfg.guidance if cfg.n_classes else None) if guidance is None else float(guidance)
+        if guidance is not None and not math.isfinite(guidance):
+            raise ValueError(f"guidance must be a finite number, got {guidance}")
+        return steps, sampler, guidance
+
+    def _model_output(self, net, x, t, labels, guidance, guide_fn):
+        """ε or v at (x, t); with labels and guidance w, the classifier-free combination of both passes."""
+        b = len(x)
+        t = t.expand(b) if t.dim() == 1 and len(t) == 1 else t
+        if labels is None or guidance == 1:
+            return self.predict(x, t, labels, net)
+        if guidance == 0:
+            return self.predict(x, t, None, net)
+        both = self.predict(torch.cat([x, x]), torch.cat([t, t]),
+                            torch.cat([labels, torch.full_like(labels, self.config.n_classes)]), net)
+        cond, uncond = both[:b], both[b:]
+        return (guide_fn or guided)(cond, uncond, guidance)
+
+    def timesteps(self, steps: int) -> list[int]:
+        """DDPM/DDIM: ``steps`` integer times, evenly spaced from T − 1 down to 0 (respacing, Nichol &
+        Dhariwal 2021). Flow: not used (Euler takes ``steps`` equal steps from t = 1 to 0)."""
+        return torch.linspace(self.config.T - 1, 0, steps).round().long().unique_consecutive().tolist()
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels=None, steps: int | None = None,
+               sampler: str | None = None, guidance: float | None = None, trajectory: int = 0,
+               guide_fn=None, step_fn=None):
+        """n images (n, C, H, W) in [−1, 1], from the moving-average network.
+
+        steps: sampler steps (default ``config.steps``); sampler: 'ddim' (default) or 'ddpm' for an
+        ε-model, 'euler' for a flow model; labels (conditional models): a class or n classes (default:
+        every class in turn); guidance: the scale w of classifier-free guidance (default ``config.guidance``).
+        trajectory > 0: also return ``trajectory`` snapshots of x along the way, first = pure noise.
+        guide_fn / step_fn replace ``guided`` and the step function (lesson 06 passes the student's).
+        The noise comes from ``generator`` on the CPU, so a seed gives the same images on every device.
+        """
+        steps, sampler, guidance = self._check_sampling(steps, sampler, guidance)
+        net = self.ema.eval()
+        device = self.device
+        labels = self._labels(n, labels, device)
+        x = torch.randn(n, *self.config.image_shape, generator=generator).to(device)
+        snapshots = [x.cpu()]
+        if sampler == "euler":
+            ts = torch.linspace(1, 0, steps + 1)
+            for i in range(steps):
+                t, t_next = ts[i], ts[i + 1]
+                v = self._model_output(net, x, t.expand(n).to(device), labels, guidance, guide_fn)
+                x = (step_fn or euler_step)(x, v, t, t_next)
+                snapshots.append(x.cpu())
+        else:
+            times = self.timesteps(steps)
+            ab = self.alpha_bar
+            for i, t in enumerate(times):
+                tt = torch.full((n,), t, device=device, dtype=torch.long)
+                eps = self._model_output(net, x, tt, labels, guidance, guide_fn)
+                a_t = ab[tt]
+                a_prev = ab[times[i + 1]].expand(n) if i + 1 < len(times) else torch.ones(n, device=device)
+                if sampler == "ddim":
+                    x = (step_fn or ddim_step)(x, eps, a_t, a_prev)
+                else:
+                    noise = torch.randn(x.shape, generator=generator).to(device)
+                    x = (step_fn or ddpm_step)(x, eps, a_t, a_prev, noise)
+                snapshots.append(x.cpu())
+        x = x.clamp(-1, 1)
+        if trajectory:
+            keep = torch.linspace(0, len(snapshots) - 1, trajectory).round().long().tolist()
+            return x, [snapshots[i].clamp(-1, 1) for i in keep]
+        return x
+
+
+def euler_step(x: torch.Tensor, v: torch.Tensor, t, t_next) -> torch.Tensor:
+    """One Euler step of the ODE dx/dt = v from t to t_next (< t: towards the data)."""
+    return x + (t_next - t) * v
+
+
+# ----------------------------------------------------------------------------- training
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema ← decay · ema + (1 − decay) · model, parameter by parameter (buffers copied)."""
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def train_diffusion(model: DiffusionModel, images: torch.Tensor, epochs: int, labels: torch.Tensor | None = None,
+                    batch_size: int | None = None, device="cpu", seed: int = 0, amp: bool = False,
+                    max_seconds: float | None = None, progress_bar: bool = True, loss_fn=None) -> dict:
+    """Train with AdamW, a short warm-up of the learning rate and a moving average of the weights.
+
+    images: (N, C, H, W) in [−1, 1]; labels: (N,) class indices (conditional models only).
+    Returns {"loss": [per step], "seconds": [elapsed at each step]}.
+    """
+    cfg = model.config
+    conditional = cfg.n_classes > 0
+    if conditional and labels is None:
+        raise ValueError(f"a conditional model ({model.family!r}) needs the labels of its training images")
+    if tuple(images.shape[1:]) != cfg.image_shape:
+        raise ValueError(f"images of shape {tuple(images.shape[1:])} do not fit this model's image_shape "
+                         f"{cfg.image_shape}")
+    device = torch.device(device)
+    model.to(device).train()
+    batch_size = batch_size or cfg.batch_size
+    amp = use_amp(device, amp)
+    scaler = grad_scaler(amp)
+    opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=0.0)
+    warmup = 200  # steps of linear learning-rate warm-up (Adam's early steps are noisy)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    data = (images,) if not conditional else (images, labels.long())
+    loader = make_loader(torch.utils.data.TensorDataset(*data), batch_size, seed=seed,
+                         drop_last=len(images) > batch_size)
+    g = torch.Generator().manual_seed(seed)
+    history = {"loss": [], "seconds": []}
+    deadline, step = Deadline(max_seconds), 0
+    for _ in progress(range(epochs), model.family, progress_bar):
+        for batch in loader:
+            x0 = batch[0].to(device)
+            y = batch[1].to(device) if conditional else None
+            with autocast(device, amp):
+                loss = model.loss(x0, y, g, loss_fn)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            # warm-up of the average too: average over fewer steps at first
+            ema_update(model.ema, model.net, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            history["loss"].append(loss.item())
+            history["seconds"].append(deadline.elapsed)
+            step += 1
+            if deadline.passed():
+                break
+        if deadline.passed():
+            break
+    model.eval()
+    return history
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
