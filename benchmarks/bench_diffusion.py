@@ -24,7 +24,7 @@ import sys
 import time
 
 N_SAMPLES = 1000
-DEFAULT_MODELS = ("ddpm", "flow", "cflow", "dcgan", "conv-vae")
+DEFAULT_MODELS = ("ddpm", "flow", "cflow", "dcgan", "cgan", "conv-vae")
 # sampler settings per family: (label, keyword arguments of model.sample)
 SETTINGS = {
     "ddpm": [("DDIM, 10 steps", {"sampler": "ddim", "steps": 10}), ("DDIM, 20 steps", {"sampler": "ddim", "steps": 20}),
@@ -37,6 +37,7 @@ SETTINGS = {
     "cddpm": [("w = 1, DDIM 20", {"guidance": 1.0, "steps": 20}), ("w = 2, DDIM 20", {"guidance": 2.0, "steps": 20}),
               ("w = 4, DDIM 20", {"guidance": 4.0, "steps": 20})],
     "dcgan": [("one pass of G", {})],
+    "cgan": [("one pass of G", {})],
     "conv-vae": [("one pass of the decoder", {})],
 }
 
@@ -54,15 +55,15 @@ def train_one(family: str, seconds: float, seed: int, device: str, full_ddpm: bo
 
     run = setup(seed=seed, profile="gpu" if device == "cuda" else "cpu", device=device, verbose=False)
     train = data.load_dataset("digits", split="train")
-    model = build_model(family, default_config(family, tuple(train.images.shape[1:]), n_classes=10))
+    model = build_model(family, default_config(family, tuple(train.images.shape[1:]), n_classes=10, profile=run.profile))
     start = time.perf_counter()
     history = MODELS[family].train(model, train.images, run, 10**6, seed, max_seconds=seconds, progress_bar=False,
                                    labels=train.labels)
     if device == "cuda":
         torch.cuda.synchronize()
     train_seconds = time.perf_counter() - start
-    steps = len(next(iter(history.values())))
-    batch = getattr(model.config, "batch_size", None)
+    steps = len(history["loss"] if "loss" in history else history["loss_d"])  # optimiser steps
+    batch = run.batch_size if hasattr(model, "ema") and hasattr(model, "alpha_bar") else None  # diffusion: the profile's
     result = {"model": family, "seed": seed, "device": device, "train_seconds": round(train_seconds, 1),
               "steps": steps, "batch": batch,
               "train_images_per_second": round(steps * batch / train_seconds, 1) if batch else None,

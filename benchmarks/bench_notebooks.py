@@ -53,7 +53,8 @@ class BudgetSpent(Exception):
     """Raised between cells once a notebook has run longer than --budget seconds."""
 
 
-def run_notebook(path: Path, budget: float | None = None, cell_log: Path | None = None) -> tuple[float, float]:
+def run_notebook(path: Path, budget: float | None = None, cell_log: Path | None = None,
+                 save_to: Path | None = None) -> tuple[float, float]:
     """(seconds, peak MiB) to execute one notebook in a fresh kernel.
 
     budget: stop (BudgetSpent) after the first cell that ends past it; cell_log: append each code
@@ -90,6 +91,9 @@ def run_notebook(path: Path, budget: float | None = None, cell_log: Path | None 
     finally:
         if "m" in monitor:
             monitor["m"].running = False
+        if save_to is not None:  # the executed notebook, outputs and all (to read a run's numbers afterwards)
+            save_to.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, save_to / path.name)
     return time.perf_counter() - clock["start"], monitor["m"].peak / 2**20
 
 
@@ -114,6 +118,7 @@ def main() -> None:
     parser.add_argument("--no-nbval", action="store_true", help="in the ci profile, skip the nbval timing")
     parser.add_argument("--budget", type=float, help="stop a notebook after the first cell that ends past this many seconds")
     parser.add_argument("--cell-log", type=Path, help="append every code cell's time to this file")
+    parser.add_argument("--save-executed", type=Path, help="write each executed notebook (with outputs) to this folder")
     args = parser.parse_args()
     os.environ["GENIMG_PROFILE"] = args.profile
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -132,7 +137,7 @@ def main() -> None:
                 continue
             try:
                 nbval = f"{run_nbval(path):.1f}" if args.profile == "ci" and not args.no_nbval else "-"
-                seconds, mib = run_notebook(path, args.budget, args.cell_log)
+                seconds, mib = run_notebook(path, args.budget, args.cell_log, args.save_executed)
             except (CellExecutionError, SystemExit, BudgetSpent) as error:
                 failed.append(path)
                 last = re.sub(r"\x1b\[[0-9;]*m", "", str(error).strip().splitlines()[-1])  # without terminal colours

@@ -83,7 +83,8 @@ def cmd_train(args) -> int:
     dataset = load_dataset(args.dataset, split="train")
     images, labels = images_of(dataset, run.n_train), labels_of(dataset, run.n_train)
     family = MODELS[args.model]
-    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes)))
+    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes),
+                                                   profile=run.profile))
     epochs = args.epochs if args.epochs is not None else EPOCHS[run.profile][args.model]
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")

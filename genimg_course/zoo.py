@@ -75,6 +75,9 @@ MODELS: dict[str, Family] = {
 # what sets the diffusion families apart: the objective, and whether they take labels
 _DIFFUSION = {"ddpm": ("eps", False), "flow": ("flow", False), "cddpm": ("eps", True), "cflow": ("flow", True)}
 CONDITIONAL = ("cgan", "cddpm", "cflow")
+# the U-Net's width per profile: on 2 CPU cores a width of 16 takes 2.3 times as many training steps per second
+# as 32 (benchmarks/RESULTS.md, "Lesson 06"); a GPU affords 64
+DIFFUSION_WIDTH = {"ci": 16, "cpu": 16, "gpu": 64}
 
 # epochs of each family per profile, sized so a lesson trains in minutes on 2 CPU cores
 EPOCHS = {
@@ -112,9 +115,11 @@ def build_model(family: str, config: dict | None = None) -> torch.nn.Module:
     return spec.model(spec.config(**config))
 
 
-def default_config(family: str, image_shape, likelihood: str | None = None, n_classes: int | None = None) -> dict:
+def default_config(family: str, image_shape, likelihood: str | None = None, n_classes: int | None = None,
+                   profile: str | None = None) -> dict:
     """The configuration the course trains ``family`` with on images of ``image_shape``
-    (``n_classes``: the dataset's number of classes, which a conditional model needs)."""
+    (``n_classes``: the dataset's number of classes, which a conditional model needs; ``profile``: the
+    diffusion models' U-Net is wider in the ``gpu`` profile)."""
     config = {"image_shape": list(image_shape)}
     if family in ("vae", "conv-vae"):
         config["likelihood"] = likelihood or ("bernoulli" if image_shape[0] == 1 else "gaussian")
@@ -123,6 +128,8 @@ def default_config(family: str, image_shape, likelihood: str | None = None, n_cl
             raise ValueError(f"{family!r} is class-conditional: it needs a dataset with at least 2 classes, "
                              f"got {n_classes}")
         config["n_classes"] = n_classes
+    if family in _DIFFUSION:
+        config["width"] = DIFFUSION_WIDTH.get(profile, DIFFUSION_WIDTH["cpu"])
     return config
 
 
@@ -151,7 +158,8 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
                 print(f"{family}: cannot use {path} ({err}); training a new one")
     train = load_dataset(dataset, split="train")
     images, labels = images_of(train, run.n_train), labels_of(train, run.n_train)
-    model = build_model(family, default_config(family, tuple(images.shape[1:]), n_classes=len(train.classes)))
+    model = build_model(family, default_config(family, tuple(images.shape[1:]), n_classes=len(train.classes),
+                                               profile=run.profile))
     start = time.perf_counter()
     MODELS[family].train(model, images, run, EPOCHS[run.profile][family], run.seed, progress_bar=progress_bar,
                          labels=labels)
