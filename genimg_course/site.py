@@ -130,6 +130,9 @@ def render_lesson(nb, page: Page, profile: str) -> str:
 
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"{page.slug} · genimg-course"}})
+    # nbconvert's MathJax configuration turns on automatic line breaking, which breaks a formula in a Markdown
+    # table cell after every operator (the cell is measured before the formula is laid out): turn it off
+    body = re.sub(r"(CommonHTML:\s*\{\s*linebreaks:\s*\{\s*automatic:\s*)true", r"\1false", body)
     bar = f"<style>{NAV_STYLE}</style>" + navigation(page, profile)
     body, n = re.subn(r"(<body[^>]*>)", lambda m: m.group(1) + bar, body, count=1)
     if not n:

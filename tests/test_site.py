@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 
@@ -40,6 +42,9 @@ def test_lesson_page_has_the_navigation_bar_and_counts_figures():
     body = site.render_lesson(nb, page, "ci")
     assert 'class="genimg-nav"' in body and 'href="index.html"' in body and "12 s" in body
     assert page.figures == 1
+    # MathJax's automatic line breaking (on in nbconvert's template) stacks a table cell's formula token by token
+    linebreaks = re.findall(r"linebreaks:\s*\{\s*automatic:\s*(\w+)", body)
+    assert linebreaks == ["false"], linebreaks
 
 
 def test_unknown_profile_is_refused(tmp_path):
