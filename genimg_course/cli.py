@@ -279,7 +279,7 @@ def add_sampling_arguments(p) -> None:
                    help="ddim (default) or ddpm for ddpm/cddpm; euler for flow/cflow")
     p.add_argument("--guidance", type=float,
                    help="classifier-free guidance scale w for cddpm/cflow (0: ignore the label, 1: plain "
-                        "conditional, default 2)")
+                        "conditional: the default, the best FID measured)")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

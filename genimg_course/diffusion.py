@@ -242,7 +242,7 @@ class DiffusionConfig:
     schedule: str = "cosine"  # DDPM only: 'linear' or 'cosine'
     T: int = 1000  # DDPM only: steps of the forward process
     steps: int = 50  # default number of sampler steps
-    guidance: float = 2.0  # default guidance scale w of a conditional model
+    guidance: float = 1.0  # default w: the best FID of the scales measured (benchmarks/RESULTS.md, "Lesson 06")
     label_dropout: float = 0.1  # fraction of training labels replaced by "no label"
     lr: float = 2e-3
     ema_decay: float = 0.999
