@@ -12,11 +12,24 @@ from __future__ import annotations
 import os
 
 import nbformat
+import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # no windows; inherited by the nbval kernels
 os.environ.setdefault("GENIMG_DASHBOARD", "text")  # nbval has no widget front end: text progress bars
 
 EXPECTED_MARKER = "# Expected output:"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``): the
+    smallest models run fastest that way, and on a busy 2-core machine several threads spin."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def expected_output(source: str) -> str | None:

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genimg_course.training import Deadline, autocast, grad_scaler, make_loader, progress, use_amp
+from genimg_course.training import (Deadline, autocast, class_labels, grad_scaler, make_loader, progress,
+                                     use_amp)
 
 SCHEDULES = ("linear", "cosine")
 OBJECTIVES = ("eps", "flow")  # DDPM's ε-prediction, or flow matching's velocity
@@ -317,17 +318,7 @@ class DiffusionModel(nn.Module):
                 raise ValueError(f"labels are for a conditional model ('c{self.family}'); this "
                                  f"{self.family!r} model is unconditional")
             return None
-        if labels is None:
-            labels = torch.arange(n) % k  # every class, in turn
-        labels = torch.as_tensor(labels).long().flatten()
-        if labels.numel() == 1:
-            labels = labels.expand(n)
-        if labels.numel() != n:
-            raise ValueError(f"got {labels.numel()} labels for {n} samples")
-        bad = labels[(labels < 0) | (labels >= k)]
-        if len(bad):
-            raise ValueError(f"label {int(bad[0])} is out of range: this model knows classes 0..{k - 1}")
-        return labels.to(device)
+        return class_labels(n, labels, k, device)
 
     def _check_sampling(self, steps, sampler, guidance):
         cfg = self.config

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from genimg_course.training import Deadline, make_loader, progress
+from genimg_course.training import Deadline, class_labels, make_loader, progress
 
 LOSSES = ("bce", "hinge")
 AUGMENTATIONS = ("color", "translation", "cutout")
@@ -522,18 +522,7 @@ class ConditionalGAN(DCGAN):
         return G(z, labels)
 
     def _labels(self, n, labels, device):
-        k = self.config.n_classes
-        if labels is None:
-            labels = torch.arange(n) % k  # every class, in turn
-        labels = torch.as_tensor(labels).long().flatten()
-        if labels.numel() == 1:
-            labels = labels.expand(n)
-        if labels.numel() != n:
-            raise ValueError(f"got {labels.numel()} labels for {n} samples")
-        bad = labels[(labels < 0) | (labels >= k)]
-        if len(bad):
-            raise ValueError(f"label {int(bad[0])} is out of range: this model knows classes 0..{k - 1}")
-        return labels.to(device)
+        return class_labels(n, labels, self.config.n_classes, device)
 
 
 def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Tensor | None = None,

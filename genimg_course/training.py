@@ -47,6 +47,22 @@ def make_loader(data, batch_size: int, shuffle: bool = True, seed: int = 0, n: i
                       generator=torch.Generator().manual_seed(seed))
 
 
+def class_labels(n: int, labels, n_classes: int, device) -> torch.Tensor:
+    """The labels a conditional model samples with: ``labels`` is None (every class in turn), one class, or n
+    classes; a class the model does not know is an error. Returns (n,) long on ``device``."""
+    if labels is None:
+        labels = torch.arange(n) % n_classes  # every class, in turn
+    labels = torch.as_tensor(labels).long().flatten()
+    if labels.numel() == 1:
+        labels = labels.expand(n)
+    if labels.numel() != n:
+        raise ValueError(f"got {labels.numel()} labels for {n} samples")
+    bad = labels[(labels < 0) | (labels >= n_classes)]
+    if len(bad):
+        raise ValueError(f"label {int(bad[0])} is out of range: this model knows classes 0..{n_classes - 1}")
+    return labels.to(device)
+
+
 def use_amp(device: torch.device, amp: bool) -> bool:
     """Mixed precision only where it helps: on CUDA, when the profile asks for it."""
     return bool(amp) and torch.device(device).type == "cuda"

@@ -93,7 +93,10 @@ class GuidanceExplorer:
             raise ValueError(f"GuidanceExplorer needs a class-conditional model (cddpm, cflow), got {model.family!r}")
         self.model, self.n_per_class, self.steps, self.seed, self.scale = model.eval(), n_per_class, steps, seed, scale
         self.w = float(model.config.guidance if w is None else w)
-        self.image = widgets.Image(format="png")
+        _, h, w = model.config.image_shape  # the grid's size in pixels (make_grid, padding 1), so JupyterLab
+        k = model.config.n_classes          # shows it at `scale` instead of stretching it to the cell's width
+        self.image = widgets.Image(format="png", width=(n_per_class * (w + 1) + 1) * scale,
+                                   height=(k * (h + 1) + 1) * scale)
         self.slider = widgets.FloatSlider(value=self.w, min=0.0, max=limit, step=0.5, description="w",
                                           continuous_update=False)  # one redraw per release: sampling takes seconds
         self.slider.observe(lambda change: self.set(change["new"]), names="value")

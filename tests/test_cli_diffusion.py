@@ -11,13 +11,7 @@ from genimg_course.checkpoint import load_checkpoint, save_checkpoint
 from genimg_course.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is fastest, and on a busy 2-core machine several threads spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models run fastest on one thread
 
 
 @pytest.fixture(scope="module")

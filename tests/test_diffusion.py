@@ -13,13 +13,7 @@ from genimg_course.zoo import CONDITIONAL, EPOCHS, MODELS, build_model, default_
 FAMILIES = {"ddpm": ("eps", 0), "flow": ("flow", 0), "cddpm": ("eps", 3), "cflow": ("flow", 3)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread is fastest, and on a busy 2-core machine several threads spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models run fastest on one thread
 
 
 def _gen(seed=0):

@@ -303,3 +303,36 @@ def test_lesson04_student_dashboard_and_check_feedback(lab, shutdown_kernels, pa
     assert "a D that rejects every fake" in text, f"the feedback does not name the failing input:\n{text}"
     assert "reference implementation" in text, text
     notebook.assert_no_errors()
+
+
+def test_lesson06_guidance_slider_redraws_the_class_grid(lab, shutdown_kernels, page, artifacts):
+    notebook = Notebook(page, lab, "solutions/06_diffusion.ipynb")
+    seconds = notebook.run_all()
+    print(f"solutions/06_diffusion.ipynb: Run All Cells took {seconds:.1f} s in the browser")
+    notebook.assert_no_errors()
+    for i in cell_index(notebook.nb, lambda s: re.match(r"\w+ = check\.\w+\(", s), "calling a check"):
+        assert "✅" in notebook.text(i), f"cell {i}: a solved exercise's check did not pass:\n{notebook.text(i)}"
+
+    (i,) = cell_index(notebook.nb, lambda s: "GuidanceExplorer(" in s, "showing the guidance slider")
+    cell = notebook.cell(i)
+    image, handle = cell.locator("img.widget-image"), cell.locator(".widget-slider .noUi-handle")
+    assert image.count() == 1 and handle.count() == 1, \
+        f"the guidance explorer did not render (cell {i}: {notebook.outputs(i)})"
+    image.first.wait_for()
+    before, readout = image.first.evaluate(JS_IMAGE_HASH), cell.locator(".widget-readout").first.inner_text()
+    assert before, "the guidance explorer's grid is empty"
+    notebook.screenshot(i, artifacts / "06_guidance_before.png")
+    # keyboard: two steps of 0.5 towards the far end (the slider redraws on release, not while dragging)
+    handle.first.focus()
+    key = "ArrowRight" if toward_the_middle(handle.first) > 0 else "ArrowLeft"
+    for _ in range(2):
+        page.keyboard.press(key)
+    deadline, after = time.monotonic() + 60, before
+    while after == before and time.monotonic() < deadline:
+        time.sleep(0.25)
+        after = image.first.evaluate(JS_IMAGE_HASH)
+    moved = cell.locator(".widget-readout").first.inner_text()
+    notebook.screenshot(i, artifacts / "06_guidance_after.png")
+    assert moved != readout, f"the arrow keys did not move the slider (readout {readout!r} → {moved!r})"
+    assert after != before, f"w went from {readout} to {moved}, but the class grid was not redrawn"
+    notebook.assert_no_errors()
