@@ -159,6 +159,16 @@ def toward_the_middle(handle) -> int:
     return 1 if now <= (low + high) / 2 else -1
 
 
+def redrawn(image, before: str, timeout: float = 60) -> str:
+    """The widget image's hash once it differs from ``before`` (the kernel redrew it), or ``before`` after
+    ``timeout`` seconds."""
+    deadline, now = time.monotonic() + timeout, before
+    while now == before and time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = image.evaluate(JS_IMAGE_HASH)
+    return now
+
+
 @pytest.fixture
 def shutdown_kernels(lab):
     """Each test's kernel is shut down afterwards (a ci-profile lesson holds about 1 GB). Request it before
@@ -205,11 +215,7 @@ def test_lesson03_latent_explorer_follows_the_slider(lab, shutdown_kernels, page
     page.mouse.move(x + dx / 2, y, steps=5)
     page.mouse.move(x + dx, y, steps=5)
     page.mouse.up()
-    deadline = time.monotonic() + 60
-    after = before
-    while after == before and time.monotonic() < deadline:
-        time.sleep(0.25)
-        after = image.first.evaluate(JS_IMAGE_HASH)
+    after = redrawn(image.first, before)
     moved = cell.locator(".widget-readout").first.inner_text()
     notebook.screenshot(i, artifacts / "03_latent_explorer_after_slider.png")
     assert moved != readout, f"dragging the slider did not move it (readout {readout!r} → {moved!r})"
@@ -220,10 +226,7 @@ def test_lesson03_latent_explorer_follows_the_slider(lab, shutdown_kernels, page
     key = "ArrowRight" if toward_the_middle(handles.nth(1)) > 0 else "ArrowLeft"
     for _ in range(3):
         page.keyboard.press(key)
-    deadline, keyed = time.monotonic() + 60, after
-    while keyed == after and time.monotonic() < deadline:
-        time.sleep(0.25)
-        keyed = image.first.evaluate(JS_IMAGE_HASH)
+    keyed = redrawn(image.first, after)
     notebook.screenshot(i, artifacts / "03_latent_explorer_after_keyboard.png")
     assert keyed != after, "moving z[1] with the arrow keys did not change the image"
     notebook.assert_no_errors()
@@ -327,10 +330,7 @@ def test_lesson06_guidance_slider_redraws_the_class_grid(lab, shutdown_kernels, 
     key = "ArrowRight" if toward_the_middle(handle.first) > 0 else "ArrowLeft"
     for _ in range(2):
         page.keyboard.press(key)
-    deadline, after = time.monotonic() + 60, before
-    while after == before and time.monotonic() < deadline:
-        time.sleep(0.25)
-        after = image.first.evaluate(JS_IMAGE_HASH)
+    after = redrawn(image.first, before)
     moved = cell.locator(".widget-readout").first.inner_text()
     notebook.screenshot(i, artifacts / "06_guidance_after.png")
     assert moved != readout, f"the arrow keys did not move the slider (readout {readout!r} → {moved!r})"
