@@ -8,7 +8,11 @@ generator produces).
   ``"digits"``: scikit-learn's 1,797 real 8x8 handwritten digits, resized to 1x28x28;
   ``"shapes"``: procedurally drawn, labelled RGB shapes (3x32x32), any number of them.
 * Online, cached under ``data_dir()``: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``
-  through torchvision. Offline, these fail within seconds with ``DatasetUnavailableError``.
+  through torchvision, downloaded once into a temporary folder and moved into the cache
+  only when complete (torchvision checks each archive's MD5). Offline, these fail within
+  seconds with ``DatasetUnavailableError``; ``prepare_dataset`` turns that into a one-line
+  note and the offline set that stands in for it (``digits`` for the 28x28 sets, ``shapes``
+  for CIFAR-10).
 * ``"folder:PATH"`` (or ``folder=PATH``): your own images through torchvision's
   ``ImageFolder``. Unreadable files are **skipped with a warning that lists them**.
 """
@@ -17,7 +21,9 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import urllib.parse
 import warnings
@@ -39,13 +45,24 @@ ONLINE_DATASETS = {
     "cifar10": "CIFAR-10 photographs, 3x32x32, 10 classes (download, about 170 MB)",
 }
 ALIASES = {"cifar-10": "cifar10", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist"}
+# The lessons' main sections are written for 1x28x28 images with 10 classes; their colour sections for RGB.
+GRAY_DATASETS = ("digits", "mnist", "fashion-mnist")
+COLOUR_DATASETS = ("shapes", "cifar10")
+FALLBACK = {"mnist": "digits", "fashion-mnist": "digits", "cifar10": "shapes"}  # the offline stand-in
 SPLITS = ("train", "test", "all")
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "ring", "star")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
 class DatasetUnavailableError(RuntimeError):
-    """An online dataset could not be downloaded (no network) and is not cached."""
+    """An online dataset could not be downloaded (no network) and is not cached.
+
+    ``reason`` is the short why ("no network (cannot reach ...)"), for one-line notes.
+    """
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class ImageTensorDataset(Dataset):
@@ -77,6 +94,37 @@ def available_datasets() -> dict[str, str]:
     """Every name ``load_dataset`` accepts, with a one-line description."""
     return {**OFFLINE_DATASETS, **ONLINE_DATASETS,
             "folder:PATH": "your own images: one sub-folder per class, or a flat folder"}
+
+
+def canonical_name(name: str) -> str:
+    """The dataset's name as the course spells it (``"CIFAR-10"`` -> ``"cifar10"``); unknown names are an error."""
+    if not isinstance(name, str):
+        raise TypeError(f"a dataset name must be a string, got {name!r}")
+    key = name.strip().lower().replace("_", "-")
+    key = ALIASES.get(key, key)
+    if key not in OFFLINE_DATASETS and key not in ONLINE_DATASETS:
+        names = ", ".join(repr(k) for k in (*OFFLINE_DATASETS, *ONLINE_DATASETS))
+        raise ValueError(f"Unknown dataset {name!r}. Valid datasets: {names}.")
+    return key
+
+
+def prepare_dataset(name: str, root: str | os.PathLike | None = None) -> tuple[str, str | None]:
+    """Make sure ``name`` can be loaded (downloading it once if needed); ``(name to use, note)``.
+
+    When an online set cannot be had (no network, failed download, corrupt cache with no network),
+    returns its offline stand-in (``FALLBACK``) and a one-line note saying why, within seconds:
+    the lesson goes on. ``note`` is None when ``name`` itself is used.
+    """
+    key = canonical_name(name)
+    if key in OFFLINE_DATASETS:
+        return key, None
+    try:
+        for split in ("train", "test"):
+            _online(key, split, root)
+    except DatasetUnavailableError as err:
+        fallback = FALLBACK[key]
+        return fallback, f"{key} is not available: {err.reason}; this run uses {fallback!r} instead."
+    return key, None
 
 
 def data_dir() -> Path:
@@ -274,12 +322,60 @@ def network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
     return bool(ok)
 
 
-def _offline_message(key: str, why: str) -> str:
+def _offline_message(key: str, why: str, root: Path) -> str:
     alternatives = "; ".join(f"{k!r} ({v})" for k, v in OFFLINE_DATASETS.items())
-    return (f"Cannot load {key!r}: {why}. It is not cached in {data_dir()} either.\n"
+    return (f"Cannot load {key!r}: {why}. It is not cached in {root} either.\n"
             f"Offline, use one of the built-in datasets: {alternatives}.\n"
             f"Or download it once with network access (it is then cached), or set GENIMG_DATA "
             f"to a folder that already holds it.")
+
+
+def _cache_folder(cls, root: Path) -> Path:
+    """The folder torchvision keeps ``cls`` in under ``root`` (MNIST/, FashionMNIST/, cifar-10-batches-py/)."""
+    return root / getattr(cls, "base_folder", cls.__name__)
+
+
+def _read_cached(cls, root: Path, part: str):
+    """(images (N, C, H, W) in [-1, 1], labels (N,), classes) of a cached split, read by torchvision."""
+    ds = cls(str(root), train=(part == "train"), download=False)
+    data = torch.as_tensor(np.asarray(ds.data))
+    if data.ndim not in (3, 4) or data.dtype != torch.uint8 or len(data) != len(ds.targets) or len(data) == 0:
+        raise ValueError(f"unexpected data: {tuple(data.shape)} {data.dtype}, {len(ds.targets)} labels")
+    x = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W) uint8
+    return x.float().div(127.5).sub(1.0), torch.as_tensor(np.asarray(ds.targets)).long(), list(ds.classes)
+
+
+def _download(key: str, cls, root: Path) -> None:
+    """Download ``key`` into a temporary folder beside the cache and move it in only when complete.
+
+    torchvision checks each archive against its MD5 as it downloads; a download that fails or is
+    interrupted half-way leaves nothing in the cache (the temporary folder is removed), so the next
+    attempt starts clean instead of reading a truncated file.
+    """
+    host, port = _download_host(cls)
+    if not network_reachable(host, port):
+        why = f"no network (cannot reach {host})"
+        raise DatasetUnavailableError(_offline_message(key, why, root), why)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".download-{key}-", dir=root))
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)  # a stalled download errors instead of hanging forever
+    try:
+        for train in (True, False):
+            cls(str(staging), train=train, download=True)
+        done = _cache_folder(cls, staging)
+        target = _cache_folder(cls, root)
+        if target.exists():  # a corrupt copy: move it aside first, so the rename below is one step
+            stale = Path(tempfile.mkdtemp(prefix=f".stale-{key}-", dir=root))
+            os.replace(target, stale / target.name)
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(done, target)  # atomic on one file system: the cache has all of it or none
+    except Exception as err:  # noqa: BLE001 - any failure here means "could not download"
+        why = f"download failed ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
+        raise DatasetUnavailableError(_offline_message(key, why, root), why) from None
+    finally:
+        socket.setdefaulttimeout(old)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _online(key: str, split: str, root) -> ImageTensorDataset:
@@ -288,26 +384,21 @@ def _online(key: str, split: str, root) -> ImageTensorDataset:
     parts = ["train", "test"] if split == "all" else [split]
     tensors = []
     for part in parts:
+        if not _cache_folder(cls, root).exists():  # not cached yet: download, if the network answers
+            _download(key, cls, root)
         try:
-            ds = cls(str(root), train=(part == "train"), download=False)
-        except RuntimeError:  # not cached yet: download, but only if the network answers
-            host, port = _download_host(cls)
-            if not network_reachable(host, port):
-                raise DatasetUnavailableError(_offline_message(key, f"no network (cannot reach {host})")) from None
-            old = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(30)  # a stalled download errors instead of hanging forever
+            tensors.append(_read_cached(cls, root, part))
+        except Exception as err:  # noqa: BLE001 - truncated idx file, bad pickle, MD5 mismatch ...
+            corrupt = f"the cached copy in {_cache_folder(cls, root)} is corrupt ({type(err).__name__}: {err})"
             try:
-                ds = cls(str(root), train=(part == "train"), download=True)
-            except Exception as err:  # noqa: BLE001 - any failure here means "could not download"
-                raise DatasetUnavailableError(_offline_message(key, f"download failed ({err})")) from None
-            finally:
-                socket.setdefaulttimeout(old)
-        data = torch.as_tensor(np.asarray(ds.data))
-        x = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W) uint8
-        tensors.append((x.float().div(127.5).sub(1.0), torch.as_tensor(np.asarray(ds.targets)).long()))
+                _download(key, cls, root)  # replaces the corrupt copy, or fails with a clear reason
+            except DatasetUnavailableError as failed:
+                why = f"{corrupt}, and it cannot be downloaded again: {failed.reason}"
+                raise DatasetUnavailableError(_offline_message(key, why, root), why) from None
+            tensors.append(_read_cached(cls, root, part))
     x = torch.cat([t[0] for t in tensors])
     y = torch.cat([t[1] for t in tensors])
-    return ImageTensorDataset(x, y, ds.classes, key)
+    return ImageTensorDataset(x, y, tensors[0][2], key)
 
 
 # ----------------------------------------------------------------------------- folder
@@ -435,8 +526,8 @@ def offline_status() -> dict[str, bool | str]:
     for key in ONLINE_DATASETS:
         cls = _torchvision_class(key)
         try:
-            cls(str(data_dir()), train=True, download=False)
+            _read_cached(cls, data_dir(), "train")
             status[key] = True
-        except RuntimeError:
+        except Exception:  # noqa: BLE001 - not cached (or a corrupt copy, which the next load replaces)
             status[key] = False
     return status

@@ -10,6 +10,11 @@ ci       ``GENIMG_PROFILE=ci``               every cell runs in seconds on 2 CPU
 cpu      no CUDA (laptop, Binder)            results worth looking at within minutes
 gpu      CUDA present (Colab, lab machine)   full-size training, mixed precision
 =======  ==================================  ===========================================
+
+Each profile also names the data its lessons train on: ``digits`` (and ``shapes`` for the
+colour sections) in ``ci`` and ``cpu``; MNIST (and CIFAR-10) in ``gpu``, downloaded once.
+``GENIMG_DATASET`` / ``setup(dataset=...)`` choose another; a set that cannot be had
+(offline, failed download) falls back to its offline stand-in with one line saying so.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import numpy as np
 import torch
 
 PROFILE_ENV = "GENIMG_PROFILE"
+DATASET_ENV = "GENIMG_DATASET"
+COLOUR_DATASET_ENV = "GENIMG_COLOUR_DATASET"
 
 
 @dataclass(frozen=True)
@@ -36,23 +43,32 @@ class Profile:
     n_shapes: int  # size of the procedurally generated "shapes" training set
     amp: bool  # mixed precision (only ever used on CUDA)
     num_workers: int = 0  # DataLoader workers; 0 avoids the notebook hangs of spawned workers
+    dataset: str = "digits"  # what the lessons' 1x28x28 sections train on
+    colour_dataset: str = "shapes"  # what their colour sections train on
 
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(epochs=1, batch_size=64, n_train=512, n_samples=16, n_eval=200, n_shapes=512, amp=False),
     "cpu": Profile(epochs=10, batch_size=64, n_train=None, n_samples=64, n_eval=1000, n_shapes=5000, amp=False),
-    "gpu": Profile(epochs=50, batch_size=128, n_train=None, n_samples=64, n_eval=5000, n_shapes=20000, amp=True),
+    "gpu": Profile(epochs=50, batch_size=128, n_train=None, n_samples=64, n_eval=5000, n_shapes=20000, amp=True,
+                   dataset="mnist", colour_dataset="cifar10"),
 }
 
 
 @dataclass(frozen=True)
 class Run:
-    """What ``setup()`` chose: the device, the profile's name and its settings."""
+    """What ``setup()`` chose: the device, the profile's name and its settings, and the datasets.
+
+    ``dataset`` and ``colour_dataset`` are what the lessons load: the profile's choice, or the one
+    asked for, or its offline stand-in when that could not be had.
+    """
 
     profile: str
     device: torch.device
     seed: int
     settings: Profile
+    dataset: str = "digits"
+    colour_dataset: str = "shapes"
 
     def __getattr__(self, name):
         # run.epochs, run.batch_size ... read straight from the profile's settings.
@@ -63,14 +79,15 @@ class Run:
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def as_dict(self) -> dict:
-        return {"profile": self.profile, "device": str(self.device), "seed": self.seed, **asdict(self.settings)}
+        return {"profile": self.profile, "device": str(self.device), "seed": self.seed, **asdict(self.settings),
+                "dataset": self.dataset, "colour_dataset": self.colour_dataset}
 
     def __str__(self) -> str:
         s = self.settings
         return (
             f"profile={self.profile} device={self.device} seed={self.seed} | "
             f"epochs={s.epochs} batch_size={s.batch_size} n_train={s.n_train or 'all'} "
-            f"n_samples={s.n_samples} n_eval={s.n_eval}"
+            f"n_samples={s.n_samples} n_eval={s.n_eval} | data={self.dataset}, {self.colour_dataset}"
         )
 
 
@@ -107,22 +124,55 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
+def resolve_datasets(profile: Profile, dataset: str | None = None, colour_dataset: str | None = None
+                     ) -> tuple[str, str, list[str]]:
+    """(dataset, colour dataset, notes): the profile's datasets, overridden by the arguments and then by
+    ``GENIMG_DATASET`` / ``GENIMG_COLOUR_DATASET``; each checked (downloaded once if needed) and replaced by
+    its offline stand-in, with a one-line note, when it cannot be had."""
+    from genimg_course import data
+
+    notes = []
+    gray = os.environ.get(DATASET_ENV, "").strip() or dataset or profile.dataset
+    colour = os.environ.get(COLOUR_DATASET_ENV, "").strip() or colour_dataset or profile.colour_dataset
+    source = DATASET_ENV if os.environ.get(DATASET_ENV, "").strip() else "dataset"
+    gray = data.canonical_name(gray)
+    colour = data.canonical_name(colour)
+    if gray in data.COLOUR_DATASETS:  # a colour set asked for: the colour sections take it
+        notes.append(f"{source}={gray!r} is a colour set (RGB): the colour sections use it; the 1x28x28 sections "
+                     f"keep {profile.dataset!r} (valid there: {', '.join(data.GRAY_DATASETS)}).")
+        gray, colour = data.canonical_name(profile.dataset), gray
+    if colour in data.GRAY_DATASETS:
+        raise ValueError(f"colour_dataset={colour!r} is not a colour set. Valid colour datasets: "
+                         f"{', '.join(data.COLOUR_DATASETS)}.")
+    gray, note = data.prepare_dataset(gray)
+    notes += [note] if note else []
+    colour, note = data.prepare_dataset(colour)
+    notes += [note] if note else []
+    return gray, colour, notes
+
+
 def setup(seed: int = 0, profile: str | None = None, device: str | torch.device | None = None,
-          verbose: bool = True) -> Run:
-    """Pick the device and profile, seed every RNG, and print one line saying what was chosen.
+          verbose: bool = True, dataset: str | None = None, colour_dataset: str | None = None) -> Run:
+    """Pick the device, profile and datasets, seed every RNG, and print one line saying what was chosen.
 
     ``profile`` is ``"ci"``, ``"cpu"`` or ``"gpu"`` (default: ``gpu`` when CUDA is present,
     else ``cpu``); the ``GENIMG_PROFILE`` environment variable overrides it.
     ``device`` forces a device (``"cpu"``, ``"cuda"``, ``"mps"``); default: the best available.
+    ``dataset`` (``digits``, ``mnist``, ``fashion-mnist``) and ``colour_dataset`` (``shapes``, ``cifar10``)
+    override the profile's; ``GENIMG_DATASET`` and ``GENIMG_COLOUR_DATASET`` override both. An online set that
+    cannot be had falls back to ``digits`` / ``shapes`` within seconds, with one line saying so.
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"setup(seed=...) must be an int, got {seed!r}")
     dev = torch.device(device) if device is not None else pick_device()
     name, why = resolve_profile(profile, dev)
+    gray, colour, notes = resolve_datasets(PROFILES[name], dataset, colour_dataset)
     seed_everything(seed)
-    run = Run(profile=name, device=dev, seed=seed, settings=PROFILES[name])
+    run = Run(profile=name, device=dev, seed=seed, settings=PROFILES[name], dataset=gray, colour_dataset=colour)
     if verbose:
         from genimg_course import __version__
 
         print(f"genimg-course {__version__} | {run} ({why})")
+        for note in notes:
+            print(note)
     return run

@@ -1,0 +1,194 @@
+"""Real datasets where the student has them (issue #13), tested offline on tiny fake files.
+
+The fake MNIST / Fashion-MNIST idx files and CIFAR-10 pickles (tests/fakedata.py) are read by
+torchvision itself, so these tests cover the same code path as the real sets; the network is
+always switched off here (``network_reachable`` answers False unless a test fakes a download).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import genimg_course
+from fakedata import trust_fake_cifar, write_cifar, write_mnist
+from genimg_course import data, runtime
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty dataset cache in a temporary folder, with no network."""
+    monkeypatch.setenv("GENIMG_DATA", str(tmp_path))
+    for var in (runtime.DATASET_ENV, runtime.COLOUR_DATASET_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(data, "network_reachable", lambda host, port=443, timeout=3.0: False)
+    return tmp_path
+
+
+@pytest.fixture
+def fake_cache(cache, monkeypatch):
+    """The cache holding fake MNIST, Fashion-MNIST and CIFAR-10."""
+    write_mnist(cache, "MNIST")
+    write_mnist(cache, "FashionMNIST", seed=5)
+    trust_fake_cifar(monkeypatch, write_cifar(cache))
+    return cache
+
+
+# ----------------------------------------------------------------------------- loading
+@pytest.mark.parametrize("name, shape, n_train, n_test", [
+    ("mnist", (1, 28, 28), 200, 100), ("fashion-mnist", (1, 28, 28), 200, 100), ("cifar10", (3, 32, 32), 250, 100)])
+def test_cached_sets_load_in_the_course_format(fake_cache, name, shape, n_train, n_test):
+    train, test = data.load_dataset(name), data.load_dataset(name, split="test")
+    assert (len(train), len(test), train.image_shape) == (n_train, n_test, shape)
+    assert train.images.dtype == torch.float32 and train.images.min() >= -1 and train.images.max() <= 1
+    assert len(train.classes) == 10 and set(train.labels.tolist()) == set(range(10))
+    assert len(data.load_dataset(name, split="all")) == n_train + n_test
+    # the pixels are the file's: a class-k image has its bright bar in row block k
+    x, y = train[0]
+    rows = shape[1] // 10
+    assert x[:, y * rows:(y + 1) * rows, 2:-2].mean() > 0.5 > x[:, :, :2].mean()
+
+
+def test_cifar_rgb_planes_are_not_mixed_up(cache, monkeypatch):
+    md5 = write_cifar(cache)
+    trust_fake_cifar(monkeypatch, md5)
+    from fakedata import fake_images
+
+    expected, _ = fake_images(250, 32, 3, 0)  # (N, H, W, 3) as written
+    got = data.load_dataset("cifar10").images[:50]  # (50, 3, H, W) in [-1, 1]
+    want = torch.from_numpy(expected[:50]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert torch.allclose(got, want)
+
+
+def test_prepare_uses_a_cached_set(fake_cache):
+    assert data.prepare_dataset("MNIST") == ("mnist", None)
+    assert data.prepare_dataset("CIFAR-10") == ("cifar10", None)
+
+
+# ----------------------------------------------------------------------------- fallback
+@pytest.mark.parametrize("name, stand_in", [("mnist", "digits"), ("fashion-mnist", "digits"), ("cifar10", "shapes")])
+def test_fallback_offline_is_one_line_and_fast(cache, name, stand_in):
+    start = time.monotonic()
+    used, note = data.prepare_dataset(name)
+    assert time.monotonic() - start < 5
+    assert used == stand_in
+    assert "\n" not in note and name in note and "no network" in note and repr(stand_in) in note
+
+
+def test_setup_falls_back_and_says_so_in_one_line(cache, monkeypatch, capsys):
+    monkeypatch.setenv("GENIMG_PROFILE", "gpu")  # wants mnist and cifar10; the cache is empty, no network
+    start = time.monotonic()
+    run = genimg_course.setup(device="cpu")
+    assert time.monotonic() - start < 10
+    assert (run.dataset, run.colour_dataset) == ("digits", "shapes")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines  # the setup line, then one line per missing set
+    assert "data=digits, shapes" in lines[0]
+    assert lines[1].startswith("mnist is not available") and lines[2].startswith("cifar10 is not available")
+
+
+def test_profile_datasets_and_overrides(fake_cache, monkeypatch, capsys):
+    monkeypatch.setenv("GENIMG_PROFILE", "cpu")
+    run = genimg_course.setup()
+    assert (run.dataset, run.colour_dataset) == ("digits", "shapes")
+    run = genimg_course.setup(dataset="fashion-mnist", colour_dataset="cifar10")
+    assert (run.dataset, run.colour_dataset) == ("fashion-mnist", "cifar10")
+    monkeypatch.setenv("GENIMG_DATASET", "MNIST")  # the environment wins over the argument
+    assert genimg_course.setup(dataset="fashion-mnist").dataset == "mnist"
+    assert run.as_dict()["dataset"] == "fashion-mnist"
+    monkeypatch.setenv("GENIMG_PROFILE", "gpu")
+    monkeypatch.delenv("GENIMG_DATASET")
+    run = genimg_course.setup(device="cpu")
+    assert (run.dataset, run.colour_dataset) == ("mnist", "cifar10")
+    assert "data=mnist, cifar10" in capsys.readouterr().out
+
+
+def test_a_colour_set_asked_as_the_dataset_goes_to_the_colour_sections(fake_cache, monkeypatch, capsys):
+    monkeypatch.setenv("GENIMG_PROFILE", "cpu")
+    monkeypatch.setenv("GENIMG_DATASET", "cifar10")
+    run = genimg_course.setup()
+    assert (run.dataset, run.colour_dataset) == ("digits", "cifar10")
+    assert "colour sections use it" in capsys.readouterr().out
+
+
+def test_bad_dataset_names_list_the_choices(cache, monkeypatch):
+    monkeypatch.setenv("GENIMG_PROFILE", "ci")
+    with pytest.raises(ValueError, match="Unknown dataset 'mnsit'. Valid datasets: 'digits', 'shapes', 'mnist'"):
+        genimg_course.setup(dataset="mnsit")
+    monkeypatch.setenv("GENIMG_DATASET", "imagenet")
+    with pytest.raises(ValueError, match="'imagenet'.*'fashion-mnist', 'cifar10'"):
+        genimg_course.setup()
+    monkeypatch.delenv("GENIMG_DATASET")
+    with pytest.raises(ValueError, match="colour_dataset='digits' is not a colour set.*shapes, cifar10"):
+        genimg_course.setup(colour_dataset="digits")
+
+
+# ----------------------------------------------------------------------------- the cache
+def _fake_download(folder="MNIST", fail_after=None):
+    """A stand-in for torchvision's download: writes the fake files; with ``fail_after``, stops half-way
+    through (one file written, then a network error), as an interrupted download would."""
+
+    def download(self):
+        raw = write_mnist(self.root, folder)
+        if fail_after is not None:
+            for f in sorted(raw.iterdir())[fail_after:]:
+                f.write_bytes(f.read_bytes()[:40])  # a truncated file ...
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: connection reset")
+
+    return download
+
+
+def test_download_lands_in_the_cache_in_one_step(cache, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(data, "network_reachable", lambda host, port=443, timeout=3.0: True)
+    monkeypatch.setattr(MNIST, "download", _fake_download())
+    assert data.prepare_dataset("mnist") == ("mnist", None)
+    assert len(data.load_dataset("mnist")) == 200
+    assert sorted(p.name for p in cache.iterdir()) == ["MNIST"]  # no staging folder left behind
+
+
+def test_a_failed_download_never_poisons_the_cache(cache, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(data, "network_reachable", lambda host, port=443, timeout=3.0: True)
+    monkeypatch.setattr(MNIST, "download", _fake_download(fail_after=1))
+    used, note = data.prepare_dataset("mnist")
+    assert used == "digits" and "download failed" in note and "connection reset" in note
+    assert list(cache.iterdir()) == []  # nothing half-written in the cache
+    monkeypatch.setattr(MNIST, "download", _fake_download())  # the network is back: the next try works
+    assert data.prepare_dataset("mnist") == ("mnist", None)
+
+
+def test_a_corrupt_cache_is_replaced_or_reported(cache, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    raw = write_mnist(cache, "MNIST")
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])  # truncated by a crash, say
+    used, note = data.prepare_dataset("mnist")  # offline: cannot replace it
+    assert used == "digits" and "corrupt" in note and str(cache / "MNIST") in note and "no network" in note
+    monkeypatch.setattr(data, "network_reachable", lambda host, port=443, timeout=3.0: True)
+    monkeypatch.setattr(MNIST, "download", _fake_download())
+    assert data.prepare_dataset("mnist") == ("mnist", None)  # online: downloaded again, replacing it
+    assert len(data.load_dataset("mnist")) == 200
+    assert sorted(p.name for p in cache.iterdir()) == ["MNIST"]
+
+
+def test_cifar_with_a_wrong_checksum_is_corrupt(cache, monkeypatch):
+    md5 = write_cifar(cache)
+    trust_fake_cifar(monkeypatch, {**md5, "data_batch_3": "0" * 32})  # torchvision's MD5 check must catch it
+    used, note = data.prepare_dataset("cifar10")
+    assert used == "shapes" and "corrupt" in note
+
+
+def test_offline_status_sees_the_cache(fake_cache):
+    status = data.offline_status()
+    assert status["mnist"] is True and status["cifar10"] is True
+
+
+def test_offline_status_without_a_cache(cache):
+    status = data.offline_status()
+    assert status["mnist"] is False and status["digits"] is True
