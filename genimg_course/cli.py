@@ -75,20 +75,28 @@ def cmd_train(args) -> int:
 
     import genimg_course
     from genimg_course.checkpoint import save_checkpoint
-    from genimg_course.data import load_dataset
+    from genimg_course.data import load_dataset, prepare_dataset
     from genimg_course.training import images_of, labels_of
-    from genimg_course.zoo import EPOCHS, MODELS, build_model, default_config
+    from genimg_course.zoo import MODELS, build_model, default_config, epochs_for
 
-    run = genimg_course.setup(seed=args.seed, profile=args.profile)
-    dataset = load_dataset(args.dataset, split="train")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    # the datasets are settled here, not by setup: an explicit --dataset that cannot be had is an error
+    run = genimg_course.setup(seed=args.seed, profile=args.profile, dataset="digits", colour_dataset="shapes",
+                              verbose=False)
+    name = args.dataset
+    if name is None:  # the profile's dataset (mnist in the gpu profile), or its offline stand-in
+        name, note = prepare_dataset(run.settings.dataset)
+        if note:
+            print(note)
+    print(f"genimg-course {genimg_course.__version__} | profile={run.profile} device={run.device} seed={run.seed}")
+    dataset = load_dataset(name, split="train")
     images, labels = images_of(dataset, run.n_train), labels_of(dataset, run.n_train)
     family = MODELS[args.model]
     model = build_model(args.model, default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes),
                                                    profile=run.profile))
-    epochs = args.epochs if args.epochs is not None else EPOCHS[run.profile][args.model]
-    if epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {epochs}")
-    print(f"training {args.model} ({family.about}) on {args.dataset}: {len(images)} images, {epochs} epochs")
+    epochs = args.epochs if args.epochs is not None else epochs_for(args.model, run.profile, len(images))
+    print(f"training {args.model} ({family.about}) on {name}: {len(images)} images, {epochs} epochs")
     start = time.perf_counter()
     history = family.train(model, images, run, epochs, args.seed, labels=labels)
     seconds = time.perf_counter() - start
@@ -96,7 +104,7 @@ def cmd_train(args) -> int:
     extra = {"epochs": epochs, "seconds": round(seconds, 2), "profile": run.profile, "seed": args.seed}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
-    save_checkpoint(out / "model.pt", model, args.dataset, extra)
+    save_checkpoint(out / "model.pt", model, name, extra)
     (out / "history.json").write_text(json.dumps({**extra, "history": history}, indent=1))
     samples = model.sample(run.n_samples, torch.Generator().manual_seed(args.seed)).cpu()
     save_image((samples + 1) / 2, out / "samples.png", nrow=8)
@@ -307,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train a model; writes DIR/model.pt, DIR/history.json, DIR/samples.png")
     p.add_argument("model", choices=MODEL_NAMES, help="the model family")
-    p.add_argument("--dataset", default="digits", help="digits, shapes, mnist, ... or folder:PATH (default digits)")
+    p.add_argument("--dataset", help="digits, shapes, mnist, fashion-mnist, cifar10 or folder:PATH (default: the "
+                                     "profile's, digits on a CPU and mnist on a GPU, or digits when mnist cannot be "
+                                     "downloaded); an online set asked for by name is downloaded once and cached, "
+                                     "and is an error when it cannot be")
     p.add_argument("--profile", choices=["ci", "cpu", "gpu"], help="the hardware profile (default: automatic)")
     p.add_argument("--epochs", type=int, help="passes over the data (default: the profile's)")
     p.add_argument("--seed", type=int, default=0)

@@ -119,8 +119,7 @@ def prepare_dataset(name: str, root: str | os.PathLike | None = None) -> tuple[s
     if key in OFFLINE_DATASETS:
         return key, None
     try:
-        for split in ("train", "test"):
-            _online(key, split, root)
+        _online(key, "all", root, convert=False)
     except DatasetUnavailableError as err:
         fallback = FALLBACK[key]
         return fallback, f"{key} is not available: {err.reason}; this run uses {fallback!r} instead."
@@ -336,13 +335,12 @@ def _cache_folder(cls, root: Path) -> Path:
 
 
 def _read_cached(cls, root: Path, part: str):
-    """(images (N, C, H, W) in [-1, 1], labels (N,), classes) of a cached split, read by torchvision."""
-    ds = cls(str(root), train=(part == "train"), download=False)
-    data = torch.as_tensor(np.asarray(ds.data))
-    if data.ndim not in (3, 4) or data.dtype != torch.uint8 or len(data) != len(ds.targets) or len(data) == 0:
-        raise ValueError(f"unexpected data: {tuple(data.shape)} {data.dtype}, {len(ds.targets)} labels")
-    x = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W) uint8
-    return x.float().div(127.5).sub(1.0), torch.as_tensor(np.asarray(ds.targets)).long(), list(ds.classes)
+    """torchvision's dataset object for a cached split; raises on a missing or corrupt file."""
+    ds = cls(str(root), train=(part == "train"), download=False)  # CIFAR-10: checks every batch's MD5
+    data = np.asarray(ds.data)
+    if data.ndim not in (3, 4) or data.dtype != np.uint8 or len(data) != len(ds.targets) or len(data) == 0:
+        raise ValueError(f"unexpected data: {data.shape} {data.dtype}, {len(ds.targets)} labels")
+    return ds
 
 
 def _download(key: str, cls, root: Path) -> None:
@@ -378,27 +376,37 @@ def _download(key: str, cls, root: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _online(key: str, split: str, root) -> ImageTensorDataset:
+def _cached_split(key: str, cls, root: Path, part: str):
+    """The torchvision dataset of one split, downloaded first if it is not cached, downloaded again if the
+    cached copy is corrupt; ``DatasetUnavailableError`` (with a short ``reason``) when neither works."""
+    if not _cache_folder(cls, root).exists():  # not cached yet: download, if the network answers
+        _download(key, cls, root)
+    try:
+        return _read_cached(cls, root, part)
+    except Exception as err:  # noqa: BLE001 - truncated idx file, bad pickle, MD5 mismatch ...
+        corrupt = f"the cached copy in {_cache_folder(cls, root)} is corrupt ({type(err).__name__}: {err})"
+    try:
+        _download(key, cls, root)  # replaces the corrupt copy, or fails with a clear reason
+    except DatasetUnavailableError as failed:
+        why = f"{corrupt}, and it cannot be downloaded again: {failed.reason}"
+        raise DatasetUnavailableError(_offline_message(key, why, root), why) from None
+    return _read_cached(cls, root, part)
+
+
+def _online(key: str, split: str, root, convert: bool = True) -> ImageTensorDataset | None:
     cls = _torchvision_class(key)
     root = Path(root) if root is not None else data_dir()
     parts = ["train", "test"] if split == "all" else [split]
-    tensors = []
+    xs, ys = [], []
     for part in parts:
-        if not _cache_folder(cls, root).exists():  # not cached yet: download, if the network answers
-            _download(key, cls, root)
-        try:
-            tensors.append(_read_cached(cls, root, part))
-        except Exception as err:  # noqa: BLE001 - truncated idx file, bad pickle, MD5 mismatch ...
-            corrupt = f"the cached copy in {_cache_folder(cls, root)} is corrupt ({type(err).__name__}: {err})"
-            try:
-                _download(key, cls, root)  # replaces the corrupt copy, or fails with a clear reason
-            except DatasetUnavailableError as failed:
-                why = f"{corrupt}, and it cannot be downloaded again: {failed.reason}"
-                raise DatasetUnavailableError(_offline_message(key, why, root), why) from None
-            tensors.append(_read_cached(cls, root, part))
-    x = torch.cat([t[0] for t in tensors])
-    y = torch.cat([t[1] for t in tensors])
-    return ImageTensorDataset(x, y, tensors[0][2], key)
+        ds = _cached_split(key, cls, root, part)
+        if not convert:  # prepare_dataset only checks that the split loads
+            continue
+        data = torch.from_numpy(np.asarray(ds.data))
+        x = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W) uint8
+        xs.append(x.float().div(127.5).sub(1.0))
+        ys.append(torch.as_tensor(np.asarray(ds.targets)).long())
+    return ImageTensorDataset(torch.cat(xs), torch.cat(ys), ds.classes, key) if convert else None
 
 
 # ----------------------------------------------------------------------------- folder

@@ -138,7 +138,9 @@ def test_classifier_is_accurate_and_deterministic(tmp_path, monkeypatch):
     assert (tmp_path / "classifiers" / "digits-seed0.pt").exists()
     assert classifier.get_classifier("digits", verbose=False).head.out_features == cached.head.out_features
     with pytest.raises(ValueError, match="inception"):
-        classifier.get_classifier("cifar10")
+        classifier.get_classifier("folder:my_photos")
+    with pytest.raises(ValueError, match="Unknown dataset 'imagenet'"):
+        classifier.get_classifier("imagenet")
 
 
 def test_evaluate_images_orders_real_noise_and_memoriser():

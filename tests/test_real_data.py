@@ -192,3 +192,83 @@ def test_offline_status_sees_the_cache(fake_cache):
 def test_offline_status_without_a_cache(cache):
     status = data.offline_status()
     assert status["mnist"] is False and status["digits"] is True
+
+
+# ----------------------------------------------------------------------------- classifier, metrics, training
+@pytest.mark.parametrize("name, shape", [("mnist", (1, 28, 28)), ("fashion-mnist", (1, 28, 28)),
+                                         ("cifar10", (3, 32, 32))])
+def test_a_classifier_per_dataset(fake_cache, name, shape):
+    from genimg_course import classifier
+
+    model, accuracy = classifier.train_classifier(name, verbose=False)
+    assert model.image_shape == shape and model.head.out_features == 10
+    assert accuracy > 0.9  # the fake classes are easy; chance is 0.1
+    cached = classifier.get_classifier(name.upper(), verbose=False)  # trained again and cached, by canonical name
+    assert (fake_cache / "classifiers" / f"{name}-seed0.pt").exists()
+    feats, probs = classifier.classify(data.load_dataset(name, split="test").images[:7], name)
+    assert feats.shape == (7, 128) and probs.shape == (7, 10)
+    assert cached.head.out_features == 10
+
+
+def test_metrics_follow_the_dataset(fake_cache):
+    from genimg_course import metrics
+
+    test = data.load_dataset("cifar10", split="test")
+    real = metrics.evaluate_images(data.load_dataset("cifar10").images[:60], "cifar10")
+    noise = metrics.evaluate_images(torch.rand(60, 3, 32, 32) * 2 - 1, "cifar10")
+    assert real["n_real"] == len(test) == 100
+    assert real["fid"] < noise["fid"] and real["precision"] > noise["precision"]
+    with pytest.raises(ValueError, match=r"\(1, 28, 28\) per image, but 'cifar10' images are \(3, 32, 32\)"):
+        metrics.evaluate_images(torch.zeros(20, 1, 28, 28), "cifar10")
+
+
+def test_epochs_follow_the_size_of_the_data():
+    from genimg_course.zoo import EPOCHS, epochs_for
+
+    assert epochs_for("dcgan", "gpu", 1437) == EPOCHS["gpu"]["dcgan"] == 400
+    assert epochs_for("dcgan", "gpu", 60000) == 10  # 400 × 1,437 images ≈ 10 × 60,000
+    assert epochs_for("dcgan", "ci", 512) == EPOCHS["ci"]["dcgan"]  # smaller sets keep the table's count
+    assert epochs_for("vae", "cpu", 10**6) == 1
+    with pytest.raises(ValueError, match="Valid profiles: ci, cpu, gpu"):
+        epochs_for("dcgan", "tpu", 100)
+
+
+def test_cli_trains_samples_and_evaluates_on_a_cached_set(fake_cache, tmp_path, monkeypatch, capsys):
+    from genimg_course.cli import main
+
+    monkeypatch.setenv("GENIMG_PROFILE", "ci")
+    out = tmp_path / "run"
+    assert main(["train", "dcgan", "--dataset", "fashion-mnist", "--out", str(out)]) == 0
+    assert "on fashion-mnist: 200 images" in capsys.readouterr().out
+    from genimg_course.checkpoint import read_checkpoint
+
+    assert read_checkpoint(out / "model.pt")["dataset"] == "fashion-mnist"
+    assert main(["sample", str(out / "model.pt"), "-n", "12", "--out", str(tmp_path / "s.npy")]) == 0
+    assert main(["eval", str(out / "model.pt"), "-n", "30", "--json"]) == 0
+    import json
+
+    results = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert results["n_real"] == 100 and results["n_samples"] == 30  # fashion-mnist's (fake) test split
+    assert main(["train", "cgan", "--dataset", "cifar10", "--epochs", "1", "--out", str(tmp_path / "c")]) == 0
+    assert read_checkpoint(tmp_path / "c" / "model.pt")["config"]["image_shape"] == [3, 32, 32]
+
+
+def test_cli_asked_for_a_missing_set_fails_in_one_line(cache, tmp_path, monkeypatch, capsys):
+    from genimg_course.cli import main
+
+    monkeypatch.setenv("GENIMG_PROFILE", "ci")
+    start = time.monotonic()
+    assert main(["train", "vae", "--dataset", "mnist", "--out", str(tmp_path / "x")]) == 2
+    assert time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert err.startswith("genimg train: error: Cannot load 'mnist': no network") and "'digits'" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_default_dataset_is_the_profiles_with_the_fallback(cache, tmp_path, monkeypatch, capsys):
+    from genimg_course.cli import main
+
+    monkeypatch.setenv("GENIMG_PROFILE", "gpu")  # wants mnist: not cached, no network
+    assert main(["train", "mlp-ae", "--epochs", "1", "--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "mnist is not available: no network" in out and "on digits: 1437 images, 1 epochs" in out
