@@ -3,6 +3,11 @@
     python benchmarks/bench_notebooks.py --profile ci        # what CI runs
     python benchmarks/bench_notebooks.py --profile cpu       # what a laptop / Binder student runs
     python benchmarks/bench_notebooks.py --profile gpu --folders solutions   # on a GPU machine
+    python benchmarks/bench_notebooks.py --profile gpu --folders solutions --fake-data 60000   # no network
+
+--fake-data N writes fake MNIST, Fashion-MNIST (N training images each) and CIFAR-10 files (tests/fakedata.py,
+the formats torchvision reads) into a temporary GENIMG_DATA, so that the gpu profile's datasets load with no
+network; the timings then are those of real-sized sets, but the images (and every quality figure) are not real.
 
 In the ci profile each notebook first runs under nbval exactly as `make test` runs it
 (pytest wall time, kernel start included). Then it runs top to bottom in a fresh kernel
@@ -53,15 +58,46 @@ class BudgetSpent(Exception):
     """Raised between cells once a notebook has run longer than --budget seconds."""
 
 
+FAKE_CIFAR_CELL = """# benchmark only: torchvision checks CIFAR-10's MD5s, which fake files cannot match
+import json, os
+from torchvision.datasets import CIFAR10
+md5 = json.loads(os.environ["GENIMG_FAKE_CIFAR_MD5"])
+CIFAR10.train_list = [[n, md5[n]] for n, _ in CIFAR10.train_list]
+CIFAR10.test_list = [[n, md5[n]] for n, _ in CIFAR10.test_list]
+CIFAR10.meta = {**CIFAR10.meta, "md5": md5["batches.meta"]}"""
+GPU_PEAK_CELL = """import torch
+print("GPU_PEAK_MIB", torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0)"""
+
+
+def write_fake_data(n_train: int) -> None:
+    """Fake MNIST, Fashion-MNIST and CIFAR-10 of real sizes in a temporary GENIMG_DATA (see the module doc)."""
+    import json
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakedata import write_cifar, write_mnist
+
+    root = Path(tempfile.mkdtemp(prefix="genimg-fake-data-"))
+    write_mnist(root, "MNIST", n_train, n_train // 6)
+    write_mnist(root, "FashionMNIST", n_train, n_train // 6, seed=5)
+    md5 = write_cifar(root, n_train * 5 // 6 // 5 * 5, n_train // 6)
+    os.environ.update(GENIMG_DATA=str(root), GENIMG_FAKE_CIFAR_MD5=json.dumps(md5))
+    print(f"fake data: {n_train:,} MNIST / Fashion-MNIST and {n_train * 5 // 6 // 5 * 5:,} CIFAR-10 training "
+          f"images in {root} (not real images)")
+
+
 def run_notebook(path: Path, budget: float | None = None, cell_log: Path | None = None,
-                 save_to: Path | None = None) -> tuple[float, float]:
-    """(seconds, peak MiB) to execute one notebook in a fresh kernel.
+                 save_to: Path | None = None) -> tuple[float, float, float]:
+    """(seconds, peak MiB, peak GPU MiB) to execute one notebook in a fresh kernel.
 
     budget: stop (BudgetSpent) after the first cell that ends past it; cell_log: append each code
     cell's seconds and first line to this file, as they finish (so a stopped run still says where
     the time went).
     """
     nb = nbformat.read(path, as_version=4)
+    if "GENIMG_FAKE_CIFAR_MD5" in os.environ:
+        nb.cells.insert(0, nbformat.v4.new_code_cell(FAKE_CIFAR_CELL))
+    nb.cells.append(nbformat.v4.new_code_cell(GPU_PEAK_CELL))
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     monitor: dict[str, PeakMemory] = {}
@@ -94,7 +130,10 @@ def run_notebook(path: Path, budget: float | None = None, cell_log: Path | None 
         if save_to is not None:  # the executed notebook, outputs and all (to read a run's numbers afterwards)
             save_to.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, save_to / path.name)
-    return time.perf_counter() - clock["start"], monitor["m"].peak / 2**20
+    seconds = time.perf_counter() - clock["start"]
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    gpu_mib = float(re.search(r"GPU_PEAK_MIB ([0-9.]+)", printed).group(1))
+    return seconds, monitor["m"].peak / 2**20, gpu_mib
 
 
 def run_nbval(path: Path) -> float:
@@ -119,17 +158,21 @@ def main() -> None:
     parser.add_argument("--budget", type=float, help="stop a notebook after the first cell that ends past this many seconds")
     parser.add_argument("--cell-log", type=Path, help="append every code cell's time to this file")
     parser.add_argument("--save-executed", type=Path, help="write each executed notebook (with outputs) to this folder")
+    parser.add_argument("--fake-data", type=int, metavar="N",
+                        help="fake MNIST / Fashion-MNIST / CIFAR-10 files of N training images (no network needed)")
     args = parser.parse_args()
     os.environ["GENIMG_PROFILE"] = args.profile
+    if args.fake_data:
+        write_fake_data(args.fake_data)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     import torch
 
     print(f"machine: {platform.node()} | {platform.processor() or platform.machine()} | "
           f"{os.cpu_count()} CPUs | torch {torch.__version__} | "
           f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
-    print(f"profile: {args.profile}\n")
-    print("| notebook | nbval wall time (s) | execution time (s) | peak kernel memory (MiB) |")
-    print("|---|---:|---:|---:|")
+    print(f"profile: {args.profile} | GENIMG_DATASET={os.environ.get('GENIMG_DATASET', '(profile default)')}\n")
+    print("| notebook | nbval wall time (s) | execution time (s) | peak kernel memory (MiB) | peak GPU memory (MiB) |")
+    print("|---|---:|---:|---:|---:|")
     failed = []
     for folder in args.folders:
         for path in sorted((ROOT / folder).glob("*.ipynb")):
@@ -137,14 +180,15 @@ def main() -> None:
                 continue
             try:
                 nbval = f"{run_nbval(path):.1f}" if args.profile == "ci" and not args.no_nbval else "-"
-                seconds, mib = run_notebook(path, args.budget, args.cell_log, args.save_executed)
+                seconds, mib, gpu_mib = run_notebook(path, args.budget, args.cell_log, args.save_executed)
             except (CellExecutionError, SystemExit, BudgetSpent) as error:
                 failed.append(path)
                 last = re.sub(r"\x1b\[[0-9;]*m", "", str(error).strip().splitlines()[-1])  # without terminal colours
-                print(f"| {folder}/{path.name} | FAILED: {last[:200]} | | |", flush=True)
+                print(f"| {folder}/{path.name} | FAILED: {last[:200]} | | | |", flush=True)
                 print(str(error)[-4000:], file=sys.stderr, flush=True)
                 continue
-            print(f"| {folder}/{path.name} | {nbval} | {seconds:.1f} | {mib:.0f} |", flush=True)
+            gpu = f"{gpu_mib:.0f}" if gpu_mib else "-"
+            print(f"| {folder}/{path.name} | {nbval} | {seconds:.1f} | {mib:.0f} | {gpu} |", flush=True)
     if failed:
         raise SystemExit(f"{len(failed)} notebook(s) failed: {', '.join(p.name for p in failed)}")
 

@@ -463,8 +463,11 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
         spec = {"notebook": str(nb_path), "results": str(results_path), "token": token, "cwd": str(tmp),
                 "timeout_cell": limits.timeout_cell, "timeout": limits.timeout, "memory": limits.memory}
         (tmp / "spec.json").write_text(json.dumps(spec))
+        # every submission is graded the same way: the ci profile on its offline data, whatever the instructor's
+        # shell says (GENIMG_DATASET=mnist there would make a download part of grading)
         env = {**os.environ, "GENIMG_PROFILE": "ci", "GENIMG_STRICT": "0", "MPLBACKEND": "Agg",
-               "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+               "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "GENIMG_DATASET": "digits", "GENIMG_COLOUR_DATASET": "shapes"}
         proc = subprocess.Popen([sys.executable, "-m", "genimg_course.grading", "worker", str(tmp / "spec.json")],
                                 cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)  # its own process group: killed as a whole
