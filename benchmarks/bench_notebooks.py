@@ -116,7 +116,9 @@ def run_notebook(path: Path, budget: float | None = None, cell_log: Path | None 
             lines = [l for l in cell.source.splitlines() if l.strip() and not l.startswith("#")]
             first = (lines or [""])[0][:90]
             with open(cell_log, "a") as f:
-                f.write(f"{path.name} cell {cell_index}: {now - clock['cell']:.1f} s | {first}\n")
+                peak = monitor["m"].peak / 2**20 if "m" in monitor else 0.0
+                f.write(f"{path.name} cell {cell_index}: {now - clock['cell']:.1f} s, peak so far {peak:.0f} MiB"
+                        f" | {first}\n")
         if budget is not None and now - clock["start"] > budget:
             raise BudgetSpent(f"stopped after cell {cell_index}: {now - clock['start']:.0f} s > budget {budget:.0f} s")
 

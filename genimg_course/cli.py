@@ -7,6 +7,7 @@ second); each command imports what it needs.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ def cmd_doctor(args) -> int:
 
     import genimg_course
     from genimg_course.data import data_dir, offline_status
-    from genimg_course.runtime import pick_device, resolve_profile
+    from genimg_course.runtime import COLOUR_DATASET_ENV, DATASET_ENV, PROFILES, pick_device, resolve_profile
 
     print(f"genimg-course {genimg_course.__version__}")
     print(f"python {platform.python_version()} | torch {torch.__version__} | torchvision {torchvision.__version__}"
@@ -35,6 +36,10 @@ def cmd_doctor(args) -> int:
     except ValueError as err:
         print(f"profile: ERROR {err}")
         return 1
+    wanted = [os.environ.get(DATASET_ENV, "").strip() or PROFILES[profile].dataset,
+              os.environ.get(COLOUR_DATASET_ENV, "").strip() or PROFILES[profile].colour_dataset]
+    print(f"lessons train on: {wanted[0]} (colour sections: {wanted[1]}); set {DATASET_ENV} / {COLOUR_DATASET_ENV} "
+          "to choose; a set that cannot be downloaded falls back to digits / shapes")
     print(f"datasets (cache: {data_dir()}):")
     for name, ok in offline_status().items():
         state = "available offline" if ok is True else ("not cached: downloads on first use (needs network)"

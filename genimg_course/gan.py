@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from genimg_course.training import Deadline, class_labels, make_loader, progress
+from genimg_course.training import (Deadline, StepLog, adam_options, batches, class_labels, maybe_compile,
+                                    noise_generator, progress)
 
 LOSSES = ("bce", "hinge")
 AUGMENTATIONS = ("color", "translation", "cutout")
@@ -156,8 +157,9 @@ def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator | None
         raise ValueError(f"Unknown augmentation {sorted(unknown)}. Valid: {', '.join(AUGMENTATIONS)}.")
     b, c, h, w = x.shape
 
-    def rand(*shape):
-        return torch.rand(*shape, generator=generator).to(x.device, x.dtype)
+    def rand(*shape):  # drawn where the generator lives (the GPU's: no copy from the host)
+        return torch.rand(*shape, generator=generator,
+                          device=None if generator is None else generator.device).to(x.device, x.dtype)
 
     if "color" in names:
         x = x + (rand(b, 1, 1, 1) - 0.5)  # brightness
@@ -278,13 +280,16 @@ def _log(history, loss_d, loss_g, real_logits, fake_logits):
     BCE and the hinge loss: d_real / d_fake = the fraction of real / generated images that D calls
     real (logit > 0); logit_real / logit_fake = the mean raw logits. σ(logit) is D's probability of
     "real" only under BCE: the hinge loss does not train D to be a calibrated classifier."""
+    for key, value in dict(loss_d=loss_d, loss_g=loss_g, **verdicts(real_logits, fake_logits)).items():
+        history[key].append(value.item())
+
+
+def verdicts(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict:
+    """D's verdicts of one step as 0-d tensors (see ``_log``): d_real, d_fake, logit_real, logit_fake."""
     real_logits, fake_logits = real_logits.detach().float(), fake_logits.detach().float()
-    history["loss_d"].append(loss_d.item())
-    history["loss_g"].append(loss_g.item())
-    history["d_real"].append((real_logits > 0).float().mean().item())  # D(x) > 0: "real"
-    history["d_fake"].append((fake_logits > 0).float().mean().item())  # D(G(z)) > 0: fooled
-    history["logit_real"].append(real_logits.mean().item())
-    history["logit_fake"].append(fake_logits.mean().item())
+    return {"d_real": (real_logits > 0).float().mean(),  # D(x) > 0: "real"
+            "d_fake": (fake_logits > 0).float().mean(),  # D(G(z)) > 0: fooled
+            "logit_real": real_logits.mean(), "logit_fake": fake_logits.mean()}
 
 
 # ----------------------------------------------------------------------------- exploring a trained G
@@ -361,6 +366,11 @@ TUTORIAL_RECIPE = dict(loss="bce", spectral_norm=False, d_batchnorm=True, d_kern
 def batch_size_for(device) -> int:
     """The lesson's batch size: 32 on a CPU (more, noisier steps per second beat fewer, cleaner ones
     there), 128 on a GPU (which computes 128 images about as fast as 32)."""
+    # Not more on a GPU, although 256 would cost about the same time per step and this recipe (hinge,
+    # spectral norm, TTUR) usually needs no new learning rate up to 256-512: the lessons train for a
+    # number of epochs, and doubling the batch halves the updates per epoch (11 per epoch on `digits`
+    # at 128); the EMA's warm-up and decay count updates too. benchmarks/bench_gpu_throughput.py --batch
+    # measures the speed of a larger batch; its quality has to be measured (bench_gan.py) before a change.
     return 32 if torch.device(device).type == "cpu" else 128
 
 
@@ -527,7 +537,8 @@ class ConditionalGAN(DCGAN):
 
 def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Tensor | None = None,
               batch_size: int | None = None, device="cpu", seed: int = 0, max_seconds: float | None = None,
-              progress_bar: bool = True, dashboard=None, ema_fn=None) -> dict:
+              progress_bar: bool = True, dashboard=None, ema_fn=None, fast: bool = True,
+              compile: bool = False) -> dict:
     """Train ``model`` with its configuration's recipe. images: (N, C, H, W) in [-1, 1];
     labels: (N,) class indices (conditional GAN); batch_size: default ``batch_size_for(device)``.
     Returns the per-step history
@@ -538,6 +549,10 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
     (``genimg_course.dashboard.TrainingDashboard``); it replaces the progress bar.
     ema_fn: the moving-average update (default ``ema_update``; the notebook passes yours).
     Mixed precision stays off: these networks are small and a GAN's balance is touchy.
+    fast: on CUDA, keep the images, the noise and each step's numbers on the GPU (see the end of
+    ``training.py``); the same steps, without waiting for the GPU every step. No effect elsewhere.
+    compile: on CUDA, run G and D through ``torch.compile`` (off by default: compiling takes a while
+    at the start of every run). No effect elsewhere.
     """
     cfg = model.config
     conditional = cfg.n_classes > 0
@@ -549,24 +564,28 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
     G, D, G_ema = model.generator, model.discriminator, model.generator_ema
     ema_fn = ema_fn or ema_update
     d_loss_fn, g_loss_fn = losses(cfg.loss)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas), **adam_options(device, fast))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas), **adam_options(device, fast))
+    # the loop calls G and D through these (compiled if asked); the model keeps the plain modules
+    G_step = maybe_compile(G, device, compile)
+    D_step = maybe_compile(D, device, compile and cfg.r1_gamma == 0)  # R1 differentiates D twice: compiled D cannot
     data = (images,) if not conditional else (images, labels.long())
-    loader = make_loader(torch.utils.data.TensorDataset(*data), batch_size, seed=seed, drop_last=len(images) > batch_size)
-    g = torch.Generator().manual_seed(seed)
+    loader = batches(data, batch_size, device, seed=seed, drop_last=len(images) > batch_size, fast=fast)
+    g = noise_generator(device, seed, fast)
     history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": [], "logit_real": [], "logit_fake": []}
+    log = StepLog(history, every=StepLog.every_for(device, fast, dashboard))
     deadline, step = Deadline(max_seconds), 0
     epochs_bar = progress(range(epochs), type(model).__name__, progress_bar and dashboard is None)
     for _ in epochs_bar:
         for batch in loader:
             real = batch[0].to(device)
             y = batch[1].to(device) if conditional else None
-            z = torch.randn(len(real), cfg.z_dim, generator=g).to(device)
-            fake = G(z, y)
+            z = torch.randn(len(real), cfg.z_dim, generator=g, device=g.device).to(device)
+            fake = G_step(z, y)
             # --- discriminator: real → "real", G(z) → "fake" (G is not updated: detach)
             real_in = diff_augment(real, cfg.augment, g).requires_grad_(cfg.r1_gamma > 0)
-            real_logits = D(real_in, y)
-            fake_logits = D(diff_augment(fake.detach(), cfg.augment, g), y)
+            real_logits = D_step(real_in, y)
+            fake_logits = D_step(diff_augment(fake.detach(), cfg.augment, g), y)
             loss_d = d_loss_fn(real_logits, fake_logits)
             if cfg.r1_gamma > 0:
                 loss_d = loss_d + cfg.r1_gamma / 2 * r1_penalty(real_in, real_logits)
@@ -574,13 +593,13 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
             loss_d.backward()
             opt_d.step()
             # --- generator: make the updated D call G(z) "real"
-            loss_g = g_loss_fn(D(diff_augment(fake, cfg.augment, g), y))
+            loss_g = g_loss_fn(D_step(diff_augment(fake, cfg.augment, g), y))
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             if G_ema is not None:  # warm-up: average over fewer steps at first (decay (1+t)/(10+t))
                 ema_fn(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
-            _log(history, loss_d, loss_g, real_logits, fake_logits)
+            log.add(loss_d=loss_d, loss_g=loss_g, **verdicts(real_logits, fake_logits))  # see _log
             step += 1
             if dashboard is not None:
                 dashboard.update(step, history, model)
@@ -588,6 +607,7 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
                 break
         if deadline.passed():
             break
+    log.flush()
     if dashboard is not None:
         dashboard.close()
     model.eval()

@@ -13,6 +13,7 @@ generator of the course.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genimg_course.training import Deadline, autocast, grad_scaler, make_loader, progress, to_device, use_amp
+from genimg_course.training import (Deadline, StepLog, adam_options, autocast, batches, grad_scaler, maybe_compile,
+                                    noise_generator, progress, to_device, use_amp)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -28,7 +30,8 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 # ----------------------------------------------------------------------------- the three formulas
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None):
     """z = μ + σ ⊙ ε with ε ~ N(0, I) and σ = exp(½ log σ²) (eq. 3): a sample that gradients flow through."""
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)  # (B, Z)
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,  # (B, Z), drawn where the generator lives
+                      device=None if generator is None else generator.device).to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -191,7 +194,7 @@ def vae_targets(images: torch.Tensor, likelihood: str) -> torch.Tensor:
 def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 128, lr: float = 1e-3,
               device="cpu", seed: int = 0, amp: bool = False, max_seconds: float | None = None,
               augment_shift: int = 0, weight_decay: float = 0.0, progress_bar: bool = True, elbo_fn=None,
-              kl_fn=None, reparameterize_fn=None, beta: float = 1.0):
+              kl_fn=None, reparameterize_fn=None, beta: float = 1.0, fast: bool = True, compile: bool = False):
     """Maximise the ELBO with Adam. images: (N, C, H, W) in [-1, 1].
 
     Returns a history with one value per step: "loss" (the objective: −ELBO when β = 1),
@@ -200,35 +203,44 @@ def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 1
     small datasets such as ``digits``, whose 1,437 images an unregularised VAE soon memorises).
     elbo_fn, kl_fn, reparameterize_fn: the formulas to use (default: this module's; the notebook
     passes the student's). beta: the weight of the KL term (1: the ELBO).
+    batch_size: 128 on a GPU too (the zoo passes the profile's), not more: the lessons train for a number
+    of epochs, and a larger batch at the same learning rate makes fewer updates per epoch.
+    fast: on CUDA, keep the images, the noise and each step's numbers on the GPU (see the end of
+    ``training.py``); the same steps, without waiting for the GPU every step. No effect elsewhere.
+    compile: on CUDA, run the model's losses through ``torch.compile`` (off by default: compiling
+    takes a while at the start of every run). No effect elsewhere.
     """
     device = torch.device(device)
     amp = use_amp(device, amp)
     conv = isinstance(model, ConvVAE)
     to_device(model, device, channels_last=conv).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **adam_options(device, fast))
     scaler = grad_scaler(amp)
     x_all = vae_targets(images, model.config.likelihood)
-    loader = make_loader(x_all, batch_size, seed=seed)
-    g = torch.Generator().manual_seed(seed)
+    loader = batches((x_all,), batch_size, device, seed=seed, fast=fast)
+    g = noise_generator(device, seed, fast)
+    if reparameterize_fn is None and g.device.type == "cuda":  # ε from the seeded GPU generator too
+        reparameterize_fn = functools.partial(reparameterize, generator=g)
+    losses = maybe_compile(model.losses, device, compile)  # the model itself stays uncompiled (checkpoints)
     history, deadline = {"loss": [], "recon": [], "kl": []}, Deadline(max_seconds)
+    log = StepLog(history, every=StepLog.every_for(device, fast))
     for _ in progress(range(epochs), f"{type(model).__name__}", progress_bar):
         for (x,) in loader:
             if augment_shift:
                 x = random_shift(x, augment_shift, g)
             x = x.to(device, memory_format=torch.channels_last if conv and device.type == "cuda" else torch.contiguous_format)
             with autocast(device, amp):
-                loss, recon, kl = model.losses(x, elbo_fn, kl_fn, reparameterize_fn, beta)
+                loss, recon, kl = losses(x, elbo_fn, kl_fn, reparameterize_fn, beta)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            history["loss"].append(loss.item())
-            history["recon"].append(recon.item())
-            history["kl"].append(kl.item())
+            log.add(loss=loss, recon=recon, kl=kl)
             if deadline.passed():
                 break
         if deadline.passed():
             break
+    log.flush()
     model.eval()
     return history
 
@@ -237,8 +249,13 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     """Translate each image by up to ``max_shift`` pixels (zero padding): (B, C, H, W) → same."""
     b, _, h, w = x.shape
     padded = F.pad(x, [max_shift] * 4)
-    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator)
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator,
+                           device=None if generator is None else generator.device).to(x.device)
+    # image i is padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]; all at once, by indexing (one kernel on a GPU)
+    rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H) rows of the padded images
+    cols = dx[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -59,6 +59,7 @@ def test_genimg_doctor(capsys):
     out = capsys.readouterr().out
     assert "torch" in out and "profile: ci" in out
     assert "digits         available offline" in out
+    assert "lessons train on: digits (colour sections: shapes)" in out  # the ci profile's data
 
 
 def test_console_script_is_installed():

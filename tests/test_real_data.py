@@ -272,3 +272,15 @@ def test_cli_default_dataset_is_the_profiles_with_the_fallback(cache, tmp_path, 
     assert main(["train", "mlp-ae", "--epochs", "1", "--out", str(tmp_path / "g")]) == 0
     out = capsys.readouterr().out
     assert "mnist is not available: no network" in out and "on digits: 1437 images, 1 epochs" in out
+
+
+def test_a_large_test_split_is_cut_to_the_sample_size(cache):
+    from genimg_course import metrics
+
+    write_mnist(cache, "MNIST", n_train=300, n_test=1500)
+    test = data.load_dataset("mnist", split="test")
+    few = metrics.evaluate_images(test.images[:20], "mnist")
+    many = metrics.evaluate_images(data.load_dataset("mnist").images[:250].repeat(5, 1, 1, 1), "mnist")
+    assert few["n_real"] == metrics.MIN_REAL == 1000  # at least 1,000 real images ...
+    assert many["n_real"] == 1250  # ... and as many as there are samples
+    assert few["n_samples"] == 20
