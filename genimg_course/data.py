@@ -25,6 +25,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import urllib.parse
 import warnings
 from pathlib import Path
@@ -300,24 +301,40 @@ def _download_host(cls) -> tuple[str, int]:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
+_SILENT_UNTIL = 0.0  # time.monotonic() until which the network counts as silent (see network_reachable)
+SILENT_FOR = 60.0  # seconds
+
+
 def network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
     """True when a TCP connection to ``host`` opens within ``timeout`` seconds.
 
     Runs in a thread that we stop waiting for after ``timeout``: a DNS look-up can
     block far longer than a socket timeout, and a student should not wait for it.
+    A probe that gets no answer at all (it times out, as behind a firewall that drops
+    packets) marks the network as silent for ``SILENT_FOR`` seconds, during which every
+    probe answers False at once: ``setup()`` asks for two hosts, and waiting for each
+    would double the wait. A refused connection or a failed DNS look-up answers at once
+    and marks nothing.
     """
-    ok = []
+    global _SILENT_UNTIL
+    if time.monotonic() < _SILENT_UNTIL:
+        return False
+    ok, answered = [], []
 
     def probe():
         try:
             with socket.create_connection((host, port), timeout=timeout):
                 ok.append(True)
-        except OSError:
+        except TimeoutError:  # no answer
             pass
+        except OSError:  # refused, unreachable, unknown host: an answer, if not the one we wanted
+            answered.append(True)
 
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout + 0.5)
+    if not ok and not answered:
+        _SILENT_UNTIL = time.monotonic() + SILENT_FOR
     return bool(ok)
 
 

@@ -284,3 +284,39 @@ def test_a_large_test_split_is_cut_to_the_sample_size(cache):
     assert few["n_real"] == metrics.MIN_REAL == 1000  # at least 1,000 real images ...
     assert many["n_real"] == 1250  # ... and as many as there are samples
     assert few["n_samples"] == 20
+
+
+@pytest.mark.parametrize("hang", ["dns", "dropped packets"])
+def test_fallback_on_a_silent_network_is_under_five_seconds(tmp_path, monkeypatch, capsys, hang):
+    """No monkeypatched probe: the real one, against a network that never answers (a DNS look-up that
+    hangs, or a firewall that drops packets). setup() asks for two hosts; it must not wait twice."""
+    import socket
+
+    def silent(address, timeout=None, *args, **kwargs):
+        if hang == "dns":
+            time.sleep(30)  # the probe's thread is abandoned after its timeout
+        time.sleep(timeout)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", silent)
+    monkeypatch.setattr(data, "_SILENT_UNTIL", 0.0)
+    monkeypatch.setenv("GENIMG_DATA", str(tmp_path))
+    monkeypatch.setenv("GENIMG_PROFILE", "gpu")
+    start = time.monotonic()
+    run = genimg_course.setup(device="cpu")
+    assert time.monotonic() - start < 5
+    assert (run.dataset, run.colour_dataset) == ("digits", "shapes")
+    assert capsys.readouterr().out.count("no network") == 2
+
+
+def test_a_refused_connection_does_not_mark_the_network_silent(monkeypatch):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    server.close()  # nothing listens there now: refused at once
+    monkeypatch.setattr(data, "_SILENT_UNTIL", 0.0)
+    assert not data.network_reachable("127.0.0.1", port, timeout=1)
+    assert data._SILENT_UNTIL == 0.0
