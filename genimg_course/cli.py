@@ -164,6 +164,14 @@ def cmd_sample(args) -> int:
         raise ValueError(f"-n must be at least 1, got {args.n}")
     device = torch.device(args.device) if args.device else pick_device()
     model, payload = load_checkpoint(args.checkpoint, device=device)
+    if args.dataset is not None:  # a check, for scripts: the data a checkpoint models is fixed when it is trained
+        from genimg_course.data import canonical_name
+
+        trained_on = payload.get("dataset")
+        if canonical_name(args.dataset) != trained_on:
+            raise ValueError(f"--dataset {args.dataset}: {str(args.checkpoint)!r} was trained on {trained_on!r}; "
+                             f"train one on {args.dataset} with: genimg train {payload['family']} --dataset "
+                             f"{args.dataset} --out DIR")
     sampling = sampling_options(args, model, payload["family"])
     labels = None
     if args.label is not None:
@@ -337,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     p.add_argument("--label", type=int, help="class index K: only class K (conditional models: cgan, cddpm, cflow)")
+    p.add_argument("--dataset", help="a check: an error unless the checkpoint was trained on this dataset "
+                                     "(a checkpoint always samples the data it was trained on)")
     add_sampling_arguments(p)
     p.set_defaults(func=cmd_sample)
 

@@ -244,6 +244,12 @@ def test_cli_trains_samples_and_evaluates_on_a_cached_set(fake_cache, tmp_path, 
 
     assert read_checkpoint(out / "model.pt")["dataset"] == "fashion-mnist"
     assert main(["sample", str(out / "model.pt"), "-n", "12", "--out", str(tmp_path / "s.npy")]) == 0
+    assert main(["sample", str(out / "model.pt"), "--dataset", "Fashion-MNIST", "--out", str(tmp_path / "f.png")]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(out / "model.pt"), "--dataset", "mnist", "--out", str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on 'fashion-mnist'" in err and "genimg train dcgan --dataset mnist" in err
+    assert not (tmp_path / "m.png").exists()
     assert main(["eval", str(out / "model.pt"), "-n", "30", "--json"]) == 0
     import json
 
