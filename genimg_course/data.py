@@ -123,7 +123,8 @@ def prepare_dataset(name: str, root: str | os.PathLike | None = None) -> tuple[s
         _online(key, "all", root, convert=False)
     except DatasetUnavailableError as err:
         fallback = FALLBACK[key]
-        return fallback, f"{key} is not available: {err.reason}; this run uses {fallback!r} instead."
+        reason = " ".join(err.reason.split())  # one line, whatever torchvision's message looked like
+        return fallback, f"{key} is not available: {reason}; this run uses {fallback!r} instead."
     return key, None
 
 

@@ -170,6 +170,7 @@ def test_a_corrupt_cache_is_replaced_or_reported(cache, monkeypatch):
     images.write_bytes(images.read_bytes()[:1000])  # truncated by a crash, say
     used, note = data.prepare_dataset("mnist")  # offline: cannot replace it
     assert used == "digits" and "corrupt" in note and str(cache / "MNIST") in note and "no network" in note
+    assert "\n" not in note
     monkeypatch.setattr(data, "network_reachable", lambda host, port=443, timeout=3.0: True)
     monkeypatch.setattr(MNIST, "download", _fake_download())
     assert data.prepare_dataset("mnist") == ("mnist", None)  # online: downloaded again, replacing it
@@ -181,7 +182,7 @@ def test_cifar_with_a_wrong_checksum_is_corrupt(cache, monkeypatch):
     md5 = write_cifar(cache)
     trust_fake_cifar(monkeypatch, {**md5, "data_batch_3": "0" * 32})  # torchvision's MD5 check must catch it
     used, note = data.prepare_dataset("cifar10")
-    assert used == "shapes" and "corrupt" in note
+    assert used == "shapes" and "corrupt" in note and "\n" not in note
 
 
 def test_offline_status_sees_the_cache(fake_cache):
