@@ -58,13 +58,11 @@ class BudgetSpent(Exception):
     """Raised between cells once a notebook has run longer than --budget seconds."""
 
 
-FAKE_CIFAR_CELL = """# benchmark only: torchvision checks CIFAR-10's MD5s, which fake files cannot match
-import json, os
-from torchvision.datasets import CIFAR10
-md5 = json.loads(os.environ["GENIMG_FAKE_CIFAR_MD5"])
-CIFAR10.train_list = [[n, md5[n]] for n, _ in CIFAR10.train_list]
-CIFAR10.test_list = [[n, md5[n]] for n, _ in CIFAR10.test_list]
-CIFAR10.meta = {**CIFAR10.meta, "md5": md5["batches.meta"]}"""
+FAKE_CIFAR_CELL = f"""# benchmark only: torchvision checks CIFAR-10's MD5s, which fake files cannot match
+import json, os, sys
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from fakedata import trust_fake_cifar
+trust_fake_cifar(json.loads(os.environ["GENIMG_FAKE_CIFAR_MD5"]))"""
 GPU_PEAK_CELL = """import torch
 print("GPU_PEAK_MIB", torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0)"""
 

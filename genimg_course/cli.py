@@ -7,7 +7,6 @@ second); each command imports what it needs.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ def cmd_doctor(args) -> int:
 
     import genimg_course
     from genimg_course.data import data_dir, offline_status
-    from genimg_course.runtime import COLOUR_DATASET_ENV, DATASET_ENV, PROFILES, pick_device, resolve_profile
+    from genimg_course.runtime import (COLOUR_DATASET_ENV, DATASET_ENV, PROFILES, pick_device, resolve_profile,
+                                       wanted_datasets)
 
     print(f"genimg-course {genimg_course.__version__}")
     print(f"python {platform.python_version()} | torch {torch.__version__} | torchvision {torchvision.__version__}"
@@ -36,9 +36,12 @@ def cmd_doctor(args) -> int:
     except ValueError as err:
         print(f"profile: ERROR {err}")
         return 1
-    wanted = [os.environ.get(DATASET_ENV, "").strip() or PROFILES[profile].dataset,
-              os.environ.get(COLOUR_DATASET_ENV, "").strip() or PROFILES[profile].colour_dataset]
-    print(f"lessons train on: {wanted[0]} (colour sections: {wanted[1]}); set {DATASET_ENV} / {COLOUR_DATASET_ENV} "
+    try:
+        gray, colour, _ = wanted_datasets(PROFILES[profile])
+    except ValueError as err:
+        print(f"datasets: ERROR {err}")
+        return 1
+    print(f"lessons train on: {gray} (colour sections: {colour}); set {DATASET_ENV} / {COLOUR_DATASET_ENV} "
           "to choose; a set that cannot be downloaded falls back to digits / shapes")
     print(f"datasets (cache: {data_dir()}):")
     for name, ok in offline_status().items():
@@ -86,12 +89,11 @@ def cmd_train(args) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
-    # the datasets are settled here, not by setup: an explicit --dataset that cannot be had is an error
-    run = genimg_course.setup(seed=args.seed, profile=args.profile, dataset="digits", colour_dataset="shapes",
-                              verbose=False)
+    # the dataset is settled here, not by setup: an explicit --dataset that cannot be had is an error
+    run = genimg_course.setup(seed=args.seed, profile=args.profile, verbose=False, prepare_data=False)
     name = args.dataset
-    if name is None:  # the profile's dataset (mnist in the gpu profile), or its offline stand-in
-        name, note = prepare_dataset(run.settings.dataset)
+    if name is None:  # the profile's dataset (mnist in the gpu profile) or GENIMG_DATASET's, or its offline stand-in
+        name, note = prepare_dataset(run.dataset)
         if note:
             print(note)
     print(f"genimg-course {genimg_course.__version__} | profile={run.profile} device={run.device} seed={run.seed}")

@@ -124,11 +124,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def resolve_datasets(profile: Profile, dataset: str | None = None, colour_dataset: str | None = None
-                     ) -> tuple[str, str, list[str]]:
-    """(dataset, colour dataset, notes): the profile's datasets, overridden by the arguments and then by
-    ``GENIMG_DATASET`` / ``GENIMG_COLOUR_DATASET``; each checked (downloaded once if needed) and replaced by
-    its offline stand-in, with a one-line note, when it cannot be had."""
+def wanted_datasets(profile: Profile, dataset: str | None = None, colour_dataset: str | None = None
+                    ) -> tuple[str, str, list[str]]:
+    """(dataset, colour dataset, notes) asked for: the profile's, overridden by the arguments and then by
+    ``GENIMG_DATASET`` / ``GENIMG_COLOUR_DATASET``; nothing is downloaded or checked yet."""
     from genimg_course import data
 
     notes = []
@@ -144,6 +143,16 @@ def resolve_datasets(profile: Profile, dataset: str | None = None, colour_datase
     if colour in data.GRAY_DATASETS:
         raise ValueError(f"colour_dataset={colour!r} is not a colour set. Valid colour datasets: "
                          f"{', '.join(data.COLOUR_DATASETS)}.")
+    return gray, colour, notes
+
+
+def resolve_datasets(profile: Profile, dataset: str | None = None, colour_dataset: str | None = None
+                     ) -> tuple[str, str, list[str]]:
+    """(dataset, colour dataset, notes): ``wanted_datasets``, each checked (downloaded once if needed) and
+    replaced by its offline stand-in, with a one-line note, when it cannot be had."""
+    from genimg_course import data
+
+    gray, colour, notes = wanted_datasets(profile, dataset, colour_dataset)
     gray, note = data.prepare_dataset(gray)
     notes += [note] if note else []
     colour, note = data.prepare_dataset(colour)
@@ -152,7 +161,8 @@ def resolve_datasets(profile: Profile, dataset: str | None = None, colour_datase
 
 
 def setup(seed: int = 0, profile: str | None = None, device: str | torch.device | None = None,
-          verbose: bool = True, dataset: str | None = None, colour_dataset: str | None = None) -> Run:
+          verbose: bool = True, dataset: str | None = None, colour_dataset: str | None = None,
+          prepare_data: bool = True) -> Run:
     """Pick the device, profile and datasets, seed every RNG, and print one line saying what was chosen.
 
     ``profile`` is ``"ci"``, ``"cpu"`` or ``"gpu"`` (default: ``gpu`` when CUDA is present,
@@ -161,12 +171,15 @@ def setup(seed: int = 0, profile: str | None = None, device: str | torch.device 
     ``dataset`` (``digits``, ``mnist``, ``fashion-mnist``) and ``colour_dataset`` (``shapes``, ``cifar10``)
     override the profile's; ``GENIMG_DATASET`` and ``GENIMG_COLOUR_DATASET`` override both. An online set that
     cannot be had falls back to ``digits`` / ``shapes`` within seconds, with one line saying so.
+    ``prepare_data=False`` only names the datasets asked for, without downloading or checking them
+    (``genimg train`` settles its one dataset itself).
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"setup(seed=...) must be an int, got {seed!r}")
     dev = torch.device(device) if device is not None else pick_device()
     name, why = resolve_profile(profile, dev)
-    gray, colour, notes = resolve_datasets(PROFILES[name], dataset, colour_dataset)
+    settle = resolve_datasets if prepare_data else wanted_datasets
+    gray, colour, notes = settle(PROFILES[name], dataset, colour_dataset)
     seed_everything(seed)
     run = Run(profile=name, device=dev, seed=seed, settings=PROFILES[name], dataset=gray, colour_dataset=colour)
     if verbose:

@@ -93,19 +93,22 @@ EPOCHS = {
 DIGITS_TRAIN = 1437  # the training images of ``digits``, for which EPOCHS are sized
 
 
-def epochs_for(family: str, profile: str, n_images: int) -> int:
+def epochs_for(family: str, profile: str, n_images: int, base: int | None = None,
+               sized_for: int = DIGITS_TRAIN) -> int:
     """Epochs of ``family`` in ``profile`` on ``n_images`` training images.
 
     ``EPOCHS`` is sized for the 1,437 training digits; a larger set (MNIST's 60,000, CIFAR-10's 50,000) gets
     the same number of images seen, so fewer epochs (at least one): about 10 epochs of MNIST for the gpu
     profile's DCGAN instead of 400. Smaller sets (the ci profile's 512) keep the table's count.
+    ``base`` epochs sized for ``sized_for`` images replace the table's (a lesson's colour section: a share of
+    the table's epochs, sized for the profile's ``n_shapes``).
     """
     if family not in MODELS:
         raise ValueError(f"Unknown model {family!r}. Valid models: {', '.join(MODELS)}.")
     if profile not in EPOCHS:
         raise ValueError(f"Unknown profile {profile!r}. Valid profiles: {', '.join(EPOCHS)}.")
-    base = EPOCHS[profile][family]
-    return max(1, round(base * DIGITS_TRAIN / max(int(n_images), DIGITS_TRAIN)))
+    base = EPOCHS[profile][family] if base is None else base
+    return max(1, round(base * sized_for / max(int(n_images), sized_for)))
 
 
 def build_model(family: str, config: dict | None = None) -> torch.nn.Module:

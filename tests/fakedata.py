@@ -68,10 +68,13 @@ def write_cifar(root: Path, n_train: int = 250, n_test: int = 100, seed: int = 0
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 
 
-def trust_fake_cifar(monkeypatch, md5: dict[str, str]) -> None:
-    """Make torchvision's CIFAR10 accept the fake files' MD5s (it checks every batch on each load)."""
+def trust_fake_cifar(md5: dict[str, str], patch=setattr) -> None:
+    """Make torchvision's CIFAR10 accept the fake files' MD5s (it checks every batch on each load).
+
+    ``patch``: ``setattr`` (a benchmark's kernel), or a test's ``monkeypatch.setattr`` (undone after the test).
+    """
     from torchvision.datasets import CIFAR10
 
-    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n in CIFAR_TRAIN])
-    monkeypatch.setattr(CIFAR10, "test_list", [[CIFAR_TEST, md5[CIFAR_TEST]]])
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    patch(CIFAR10, "train_list", [[n, md5[n]] for n in CIFAR_TRAIN])
+    patch(CIFAR10, "test_list", [[CIFAR_TEST, md5[CIFAR_TEST]]])
+    patch(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})

@@ -32,7 +32,7 @@ def fake_cache(cache, monkeypatch):
     """The cache holding fake MNIST, Fashion-MNIST and CIFAR-10."""
     write_mnist(cache, "MNIST")
     write_mnist(cache, "FashionMNIST", seed=5)
-    trust_fake_cifar(monkeypatch, write_cifar(cache))
+    trust_fake_cifar(write_cifar(cache), monkeypatch.setattr)
     return cache
 
 
@@ -53,7 +53,7 @@ def test_cached_sets_load_in_the_course_format(fake_cache, name, shape, n_train,
 
 def test_cifar_rgb_planes_are_not_mixed_up(cache, monkeypatch):
     md5 = write_cifar(cache)
-    trust_fake_cifar(monkeypatch, md5)
+    trust_fake_cifar(md5, monkeypatch.setattr)
     from fakedata import fake_images
 
     expected, _ = fake_images(250, 32, 3, 0)  # (N, H, W, 3) as written
@@ -180,7 +180,8 @@ def test_a_corrupt_cache_is_replaced_or_reported(cache, monkeypatch):
 
 def test_cifar_with_a_wrong_checksum_is_corrupt(cache, monkeypatch):
     md5 = write_cifar(cache)
-    trust_fake_cifar(monkeypatch, {**md5, "data_batch_3": "0" * 32})  # torchvision's MD5 check must catch it
+    # torchvision's MD5 check must catch a batch that is not what it should be
+    trust_fake_cifar({**md5, "data_batch_3": "0" * 32}, monkeypatch.setattr)
     used, note = data.prepare_dataset("cifar10")
     assert used == "shapes" and "corrupt" in note and "\n" not in note
 
@@ -327,3 +328,21 @@ def test_a_refused_connection_does_not_mark_the_network_silent(monkeypatch):
     monkeypatch.setattr(data, "_SILENT_UNTIL", 0.0)
     assert not data.network_reachable("127.0.0.1", port, timeout=1)
     assert data._SILENT_UNTIL == 0.0
+
+
+def test_cli_default_dataset_follows_genimg_dataset(fake_cache, tmp_path, monkeypatch, capsys):
+    from genimg_course.cli import main
+
+    monkeypatch.setenv("GENIMG_PROFILE", "ci")
+    monkeypatch.setenv("GENIMG_DATASET", "fashion-mnist")
+    assert main(["train", "mlp-ae", "--epochs", "1", "--out", str(tmp_path / "f")]) == 0
+    assert "on fashion-mnist: 200 images" in capsys.readouterr().out
+    assert main(["doctor"]) == 0
+    assert "lessons train on: fashion-mnist (colour sections: shapes)" in capsys.readouterr().out
+
+
+def test_setup_without_preparing_the_data_probes_nothing(cache, monkeypatch):
+    monkeypatch.setenv("GENIMG_PROFILE", "gpu")
+    monkeypatch.setattr(data, "network_reachable", lambda *args, **kwargs: pytest.fail("probed the network"))
+    run = genimg_course.setup(device="cpu", verbose=False, prepare_data=False)
+    assert (run.dataset, run.colour_dataset) == ("mnist", "cifar10")  # asked for; not checked
