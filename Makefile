@@ -57,7 +57,7 @@ test-browser: $(BIN)/playwright  ## JupyterLab in headless Chromium, then the co
 	GENIMG_BROWSER=$${GENIMG_BROWSER:-1} $(BIN)/python -m pytest tests/browser $(ARGS)
 
 site: $(BIN)/genimg  ## run every solved notebook in PROFILE (default cpu) and render SITE/index.html (default site/)
-	$(BIN)/python -m genimg_course.site --profile $(PROFILE) --out $(SITE)
+	$(BIN)/python -m genimg_course.course.site --profile $(PROFILE) --out $(SITE)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,7 +1,7 @@
 """Wall time of `genimg --help` (issue 14): 5 runs after one warm-up, median and min.
 
     .venv/bin/python benchmarks/bench_cli_help.py                      # the installed console script
-    git show HEAD:genimg_course/cli.py > /tmp/cli_head.py              # optionally, an older cli.py beside it,
+    git show HEAD:genimg_course/course/cli.py > /tmp/cli_head.py              # optionally, an older cli.py beside it,
     .venv/bin/python benchmarks/bench_cli_help.py /tmp/cli_head.py     # interleaved (same machine load)
 """
 

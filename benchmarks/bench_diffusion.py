@@ -49,8 +49,9 @@ def peak_rss_mib() -> float:
 def train_one(family: str, seconds: float, seed: int, device: str, full_ddpm: bool) -> dict:
     import torch
 
-    from genimg_course import data, metrics
-    from genimg_course.runtime import setup
+    from genimg_course import metrics
+    from genimg_course.common import data
+    from genimg_course.common.runtime import setup
     from genimg_course.zoo import MODELS, build_model, default_config
 
     run = setup(seed=seed, profile="gpu" if device == "cuda" else "cpu", device=device, verbose=False)
@@ -99,7 +100,8 @@ def train_one(family: str, seconds: float, seed: int, device: str, full_ddpm: bo
 def floor_row() -> dict:
     import torch
 
-    from genimg_course import data, metrics
+    from genimg_course import metrics
+    from genimg_course.common import data
 
     train = data.load_dataset("digits", split="train")
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:N_SAMPLES]

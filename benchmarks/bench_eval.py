@@ -20,7 +20,8 @@ import time
 import torch
 
 import genimg_course
-from genimg_course import classifier, data, metrics
+from genimg_course import classifier, metrics
+from genimg_course.common import data
 from genimg_course.zoo import load_or_train
 
 KEYS = ["fid", "kid", "precision", "recall", "density", "coverage", "inception_score", "classes_present",

@@ -42,8 +42,8 @@ def main() -> None:
     os.environ["GENIMG_DATA"] = tempfile.mkdtemp(prefix="genimg-empty-cache-")
     os.environ["GENIMG_PROFILE"] = "gpu"
     import genimg_course
-    from genimg_course import data
-    from genimg_course.cli import main as genimg
+    from genimg_course.common import data
+    from genimg_course.course.cli import main as genimg
 
     rows = [("setup() in the gpu profile (MNIST and CIFAR-10 wanted)", lambda: genimg_course.setup(device="cpu"))]
     rows += [(f"load_dataset({name!r})", lambda name=name: data.load_dataset(name)) for name in data.ONLINE_DATASETS]

@@ -34,7 +34,8 @@ RECIPES = {
 def train_one(recipe: str, seconds: float, seed: int, device: str) -> dict:
     import torch
 
-    from genimg_course import data, gan, metrics
+    from genimg_course import gan, metrics
+    from genimg_course.common import data
     from genimg_course.zoo import build_model, default_config
 
     torch.manual_seed(seed)
@@ -127,7 +128,8 @@ def main() -> None:
 
     import torch
 
-    from genimg_course import data, metrics
+    from genimg_course import metrics
+    from genimg_course.common import data
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; device {args.device}"

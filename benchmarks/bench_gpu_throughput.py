@@ -77,7 +77,7 @@ def main():
     if args.images:
         images, source = torch.rand(args.images, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1, "random"
     else:
-        from genimg_course.data import load_dataset
+        from genimg_course.common.data import load_dataset
 
         images, source = load_dataset("digits").images, "digits"
     where = torch.cuda.get_device_name(args.device) if torch.device(args.device).type == "cuda" else platform.processor() or "cpu"

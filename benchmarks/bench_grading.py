@@ -42,7 +42,7 @@ def main():
                   solved_submission(args.lesson, **{(name := _first_exercise(args.lesson)):
                                                       f"def {name}(*args, **kwargs):\n    return args[0]\n"}))
             write(nb, subs / f"student{i:02d}_{args.lesson[:2]}.ipynb")
-        cmd = [sys.executable, "-m", "genimg_course.cli", "grade", str(subs), "--out", str(Path(tmp) / "out"),
+        cmd = [sys.executable, "-m", "genimg_course.course.cli", "grade", str(subs), "--out", str(Path(tmp) / "out"),
                "-j", str(args.jobs), "--root", str(ROOT)]
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -72,8 +72,10 @@ def main():
 
 
 def _first_exercise(lesson):
-    from genimg_course import check  # noqa: F401
-    from genimg_course.exercises import exercises_for
+    from genimg_course.course import checks
+
+    checks.load_all()  # declares every exercise
+    from genimg_course.course.exercises import exercises_for
 
     return exercises_for(lesson)[0].name
 

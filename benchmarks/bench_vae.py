@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from genimg_course import data, vae
+from genimg_course import vae
+from genimg_course.common import data
 from genimg_course.zoo import EPOCHS
 
 

@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from genimg_course import data, gan, metrics
+from genimg_course import gan, metrics
+from genimg_course.common import data
 
 DECAYS = (0.99, 0.995, 0.999)
 

@@ -19,7 +19,7 @@ __all__ = ["PROFILES", "Run", "setup", "__version__"]
 def __getattr__(name):
     # Imported on first use, so tools that need no torch (the grader's worker processes) start fast and small.
     if name in ("PROFILES", "Run", "setup"):
-        from genimg_course import runtime
+        from genimg_course.common import runtime
 
         return getattr(runtime, name)
     raise AttributeError(f"module 'genimg_course' has no attribute {name!r}")

@@ -2,6 +2,6 @@
 
 import sys
 
-from genimg_course.cli import main
+from genimg_course.course.cli import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genimg_course.data import data_dir, load_dataset
+from genimg_course.common.data import data_dir, load_dataset
 from genimg_course.vae import random_shift
 
 
@@ -95,7 +95,7 @@ def _fit(model, opt, x_all, y_all, epochs, g, shift: bool, device=torch.device("
 
 def get_classifier(dataset: str = "digits", seed: int = 0, verbose: bool = True) -> SmallClassifier:
     """The cached classifier for ``dataset`` (trained and cached on first use)."""
-    from genimg_course.data import canonical_name
+    from genimg_course.common.data import canonical_name
 
     if not isinstance(dataset, str) or dataset.startswith("folder"):
         raise ValueError(f"The course trains feature classifiers for {', '.join(map(repr, CLASSIFIER_DATASETS))}, "

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genimg_course.training import (Deadline, autocast, class_labels, grad_scaler, make_loader, progress,
+from genimg_course.common.training import (Deadline, autocast, class_labels, grad_scaler, make_loader, progress,
                                      use_amp)
 
 SCHEDULES = ("linear", "cosine")

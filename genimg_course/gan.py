@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from genimg_course.training import (Deadline, StepLog, adam_options, batches, class_labels, maybe_compile,
+from genimg_course.common.training import (Deadline, StepLog, adam_options, batches, class_labels, maybe_compile,
                                     noise_generator, progress)
 
 LOSSES = ("bce", "hinge")
@@ -546,7 +546,7 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
     fraction of real / generated images that D calls real, logit_* D's mean raw logit).
 
     dashboard: an object with ``update(step, history, model)`` and ``close()``
-    (``genimg_course.dashboard.TrainingDashboard``); it replaces the progress bar.
+    (``genimg_course.common.dashboard.TrainingDashboard``); it replaces the progress bar.
     ema_fn: the moving-average update (default ``ema_update``; the notebook passes yours).
     Mixed precision stays off: these networks are small and a GAN's balance is touchy.
     fast: on CUDA, keep the images, the noise and each step's numbers on the GPU (see the end of

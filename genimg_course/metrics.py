@@ -374,7 +374,7 @@ MIN_SAMPLES = 10  # below this the k-NN metrics (k = 3, 5) are meaningless
 
 def reference_sets(dataset: str):
     """(real test images, training images) that samples of ``dataset`` are compared with."""
-    from genimg_course.data import load_dataset
+    from genimg_course.common.data import load_dataset
 
     kwargs = {"n": 1000} if dataset == "shapes" else {}
     test = load_dataset(dataset, split="test", **kwargs)

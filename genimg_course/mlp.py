@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genimg_course.training import Deadline, make_loader, progress
+from genimg_course.common.training import Deadline, make_loader, progress
 
 
 # ----------------------------------------------------------------------------- the MLP

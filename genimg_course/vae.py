@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genimg_course.training import (Deadline, StepLog, adam_options, autocast, batches, grad_scaler, maybe_compile,
+from genimg_course.common.training import (Deadline, StepLog, adam_options, autocast, batches, grad_scaler, maybe_compile,
                                     noise_generator, progress, to_device, use_amp)
 
 LIKELIHOODS = ("bernoulli", "gaussian")

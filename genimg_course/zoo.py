@@ -1,7 +1,11 @@
-"""Every model family of the course by its command-line name, and how to train it.
+"""The model zoo: every model family of the course by its command-line name, how to train it, and how to
+load it back from a checkpoint.
 
-``genimg train MODEL`` and ``load_checkpoint`` use this table; each entry points at
-the model's own module, where the model and its training loop are written out.
+"Model zoo" is the field's name for a collection of ready-to-use models (Caffe's Model Zoo, torchvision's
+``models``); here it is lessons 02–06's models side by side. ``genimg train MODEL``, ``load_checkpoint``
+and the lessons' "load if present, else train" (``load_or_train``) use this table; each entry points at
+the model's own module, where the model and its training loop are written out. It sits above the
+lessons' modules (it imports them all) and below the course's machinery.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Callable
 import torch
 
 from genimg_course import diffusion, gan, mlp, vae
+from genimg_course.common.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -162,9 +167,8 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
     import time
     from pathlib import Path
 
-    from genimg_course.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from genimg_course.data import load_dataset
-    from genimg_course.training import images_of, labels_of
+    from genimg_course.common.data import load_dataset
+    from genimg_course.common.training import images_of, labels_of
 
     path = Path(directory) / f"{family}_{dataset}.pt"
     if path.exists():
@@ -194,3 +198,29 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
         print(f"{family}: trained in {seconds:.0f} s ({epochs} epochs of {len(images):,} {dataset} images) "
               f"and saved to {path}")
     return model
+
+
+def load_checkpoint(path, family: str | None = None, device="cpu"):
+    """Rebuild the model saved at ``path``; returns (model in eval mode, checkpoint dict).
+
+    ``family`` (for example ``"conv-vae"``) makes a checkpoint of another family an error.
+    """
+    payload = read_checkpoint(path)
+    saved = payload["family"]
+    if family is not None and saved != family:
+        raise CheckpointError(f"{str(path)!r} holds a {saved!r} model, not a {family!r} model.")
+    if saved not in MODELS:
+        raise CheckpointError(f"{str(path)!r} holds an unknown model family {saved!r}. "
+                              f"Known families: {', '.join(MODELS)}.")
+    if saved in ("dcgan", "cgan"):  # saved before D's kernel size was a setting: it was 4 × 4
+        payload["config"].setdefault("d_kernel", 4)
+    model = build_model(saved, payload["config"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{str(path)!r}: the weights do not fit a {saved!r} model with its saved "
+                              f"configuration: {str(err).splitlines()[0]}") from None
+    extra = payload.get("extra", {})
+    if "code_scale" in extra:  # the autoencoder remembers the size of its codes
+        model._code_scale = torch.tensor(extra["code_scale"])
+    return model.to(device).eval(), payload

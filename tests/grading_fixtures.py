@@ -18,7 +18,7 @@ def released(lesson: str = LESSON) -> nbformat.NotebookNode:
 
 def answer_sources(lesson: str = LESSON) -> dict[str, str]:
     """The solved answer cells, with the BEGIN/END markers removed, by exercise name."""
-    from genimg_course.notebooks import BEGIN, END, student_version
+    from genimg_course.course.notebooks import BEGIN, END, student_version
 
     solved = nbformat.read(ROOT / "solutions" / f"{lesson}.ipynb", as_version=4)
     student = student_version(solved, lesson)
@@ -98,7 +98,7 @@ def build_all(folder: Path) -> dict[str, Path]:
     add("tamper_check", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x\n\n"
                                           "check.gray_world = lambda fn, strict=None: fn\n"))
     add("tamper_tests", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x\n\n"
-                                          "import genimg_course.exercises as E\n"
+                                          "import genimg_course.course.exercises as E\n"
                                           "E.EXERCISES['gray_world'].tests = lambda t, fn: None\n"))
     add("tamper_torch", solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x\n\n"
                                           "vars(__import__('torch'))['allclose'] = lambda *a, **k: True\n"))

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from genimg_course import mlp, vae
-from genimg_course.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from genimg_course.common.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from genimg_course.zoo import load_checkpoint
 from genimg_course.zoo import MODELS, build_model, default_config
 
 

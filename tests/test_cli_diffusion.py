@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from genimg_course import diffusion, zoo
-from genimg_course.checkpoint import load_checkpoint, save_checkpoint
-from genimg_course.cli import main
+from genimg_course.common.checkpoint import save_checkpoint
+from genimg_course.zoo import load_checkpoint
+from genimg_course.course.cli import main
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models run fastest on one thread

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genimg_course.cli import main
+from genimg_course.course.cli import main
 
 
 @pytest.fixture()
@@ -54,7 +54,7 @@ def test_n_takes_the_first_images(good, capsys):
 
 
 def test_checkpoint_that_samples_nan(tmp_path, capsys):
-    from genimg_course.checkpoint import save_checkpoint
+    from genimg_course.common.checkpoint import save_checkpoint
     from genimg_course.zoo import build_model, default_config
 
     model = build_model("dcgan", default_config("dcgan", (1, 28, 28)))

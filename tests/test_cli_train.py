@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from genimg_course.cli import main
+from genimg_course.course.cli import main
 from genimg_course.zoo import MODELS
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from genimg_course import lessons
+from genimg_course.course import lessons
 
 TORCH_VERSIONS = {"torch": "2.5.1+cu121", "torchvision": "0.20.1+cu121"}  # what a Colab runtime might have
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genimg_course import dashboard as dash
+from genimg_course.common import dashboard as dash
 from genimg_course import gan
 
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from genimg_course import data
+from genimg_course.common import data
 
 
 def test_digits_train_test_split():

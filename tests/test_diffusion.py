@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from genimg_course import diffusion as d
-from genimg_course.checkpoint import load_checkpoint, save_checkpoint
+from genimg_course.common.checkpoint import save_checkpoint
+from genimg_course.zoo import load_checkpoint
 from genimg_course.zoo import CONDITIONAL, EPOCHS, MODELS, build_model, default_config
 
 FAMILIES = {"ddpm": ("eps", 0), "flow": ("flow", 0), "cddpm": ("eps", 3), "cflow": ("flow", 3)}

@@ -10,8 +10,12 @@ from torchvision.transforms.v2 import functional as TF
 
 import numpy as np
 
-from genimg_course import check, diffusion, gan, metrics, mlp, preprocess, vae
-from genimg_course.exercises import EXERCISES, ExerciseFailed, compare_tensors, uses_of_forbidden
+from genimg_course import diffusion, gan, metrics, mlp, preprocess, vae
+from genimg_course.course import checks
+from genimg_course.course.checks import lesson01, lesson05
+from genimg_course.course.exercises import EXERCISES, ExerciseFailed, compare_tensors, uses_of_forbidden
+
+checks.load_all()  # declares every exercise of the course (EXERCISES)
 
 
 def _luma_mean(x):
@@ -298,7 +302,7 @@ def test_every_exercise_has_wrong_answers_to_fail():
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_reference_passes(name, capsys):
     ex = EXERCISES[name]
-    fn = getattr(check, name)
+    fn = EXERCISES[name].check
     assert fn(ex.reference, strict=True) is ex.reference
     assert "✅" in capsys.readouterr().out
 
@@ -310,41 +314,41 @@ def test_wrong_answer_fails(name, label, capsys):
     assert result.status == "failed", f"{name}: wrong answer '{label}' passed the check"
     assert all(m.startswith("input: ") for m in result.failures)
     # the notebook goes on with the reference, saying so
-    assert getattr(check, name)(wrong, strict=False) is ex.reference
+    assert EXERCISES[name].check(wrong, strict=False) is ex.reference
     out = capsys.readouterr().out
     assert "❌" in out and "reference implementation" in out
     with pytest.raises(ExerciseFailed, match=name):
-        getattr(check, name)(wrong, strict=True)
+        EXERCISES[name].check(wrong, strict=True)
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_not_done_returns_reference_or_raises_in_strict_mode(name, capsys, monkeypatch):
     ex = EXERCISES[name]
-    assert getattr(check, name)(_not_done, strict=False) is ex.reference
+    assert EXERCISES[name].check(_not_done, strict=False) is ex.reference
     assert "not done yet" in capsys.readouterr().out
     assert ex.evaluate(_not_done).status == "not attempted"
     monkeypatch.setenv("GENIMG_STRICT", "1")
     with pytest.raises(ExerciseFailed):
-        getattr(check, name)(_not_done)
+        EXERCISES[name].check(_not_done)
 
 
 def test_feedback_is_specific(capsys):
-    check.gray_world(WRONG["gray_world"]["drops a dimension"])
+    lesson01.gray_world(WRONG["gray_world"]["drops a dimension"])
     out = capsys.readouterr().out
     assert "expected shape (3, 6, 6), got shape (6, 6)" in out
-    check.adjust_contrast(WRONG["adjust_contrast"]["forgot to return"])
+    lesson01.adjust_contrast(WRONG["adjust_contrast"]["forgot to return"])
     assert "None (did you forget to `return` the result?)" in capsys.readouterr().out
-    check.adjust_contrast(WRONG["adjust_contrast"]["in place"])
+    lesson01.adjust_contrast(WRONG["adjust_contrast"]["in place"])
     assert "changed its input tensor in place" in capsys.readouterr().out
-    check.normalize(lambda x, mean=0.5, std=0.5: 1 / 0)
+    lesson01.normalize(lambda x, mean=0.5, std=0.5: 1 / 0)
     assert "raised ZeroDivisionError" in capsys.readouterr().out
 
 
 def test_feedback_names_the_05_loopholes(capsys):
-    check.precision_recall(_precision_recall_open)
+    lesson05.precision_recall(_precision_recall_open)
     out = capsys.readouterr().out
     assert "exactly ρ_3(3)" in out and "use <=, not <" in out and "use the k you are given" not in out
-    check.frechet_distance(WRONG["frechet_distance"]["sqrt of the eigenvalues of Σ1Σ2, unclipped"])
+    lesson05.frechet_distance(WRONG["frechet_distance"]["sqrt of the eigenvalues of Σ1Σ2, unclipped"])
     out = capsys.readouterr().out
     assert "singular 16x16" in out and "clip its eigenvalues at 0" in out
 
@@ -434,11 +438,11 @@ def test_library_only_answer_fails_by_name(name, label, capsys):
     result = ex.evaluate(fn)
     assert result.status == "library used", f"{name}: '{label}' was not refused"
     assert f"`{call}`" in result.failures[0] and "may not be used" in result.failures[0]
-    assert getattr(check, name)(fn, strict=False) is ex.reference
+    assert EXERCISES[name].check(fn, strict=False) is ex.reference
     out = capsys.readouterr().out
     assert "❌" in out and call in out and "reference implementation" in out
     with pytest.raises(ExerciseFailed, match=name):
-        getattr(check, name)(fn, strict=True)
+        EXERCISES[name].check(fn, strict=True)
 
 
 def test_without_the_rule_library_answers_would_pass():

@@ -5,7 +5,8 @@ path itself (simulated on the CPU) trains the same steps."""
 import pytest
 import torch
 
-from genimg_course import gan, training, vae
+from genimg_course import gan, vae
+from genimg_course.common import training
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

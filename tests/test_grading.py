@@ -11,10 +11,13 @@ import time
 import nbformat
 import pytest
 
-from genimg_course import check, grading  # noqa: F401 - check declares the exercises
-from genimg_course.cli import main
-from genimg_course.exercises import EXERCISES, exercises_for
+from genimg_course.course import checks
+from genimg_course.course.grading import grader as grading
+from genimg_course.course.cli import main
+from genimg_course.course.exercises import EXERCISES, exercises_for
 from grading_fixtures import LESSON, ROOT, build_all, released, solved_submission
+
+checks.load_all()  # declares every exercise of the course (EXERCISES)
 
 MAX = sum(ex.points for ex in exercises_for(LESSON))
 LIMITS = ["--timeout-cell", "15", "--timeout", "45", "--memory", "1500", "-j", "2"]

@@ -1,6 +1,7 @@
 import torch
 
-from genimg_course import data, mlp
+from genimg_course import mlp
+from genimg_course.common import data
 
 
 def test_mlp_forward_matches_nn_linear():

@@ -8,11 +8,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from genimg_course import check  # noqa: F401 - importing it declares every exercise (EXERCISES)
-from genimg_course import lessons
-from genimg_course import notebooks as build
-from genimg_course.cli import main
-from genimg_course.exercises import EXERCISES, exercises_for
+from genimg_course.course import checks
+from genimg_course.course import lessons
+from genimg_course.course import notebooks as build
+from genimg_course.course.cli import main
+from genimg_course.course.exercises import EXERCISES, exercises_for
+
+checks.load_all()  # declares every exercise of the course (EXERCISES)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
@@ -100,7 +102,7 @@ def test_build_rewrites_the_readme_lesson_table(tmp_path, capsys):
     assert stale != readme
     (root / "README.md").write_text(stale)
     assert main(["notebooks", "--check", "--root", str(root)]) == 1
-    assert "README.md (lesson table differs from genimg_course/lessons.py)" in capsys.readouterr().out
+    assert "README.md (lesson table differs from genimg_course/course/lessons.py)" in capsys.readouterr().out
     assert main(["notebooks", "--root", str(root)]) == 0
     assert lessons.readme_block() in (root / "README.md").read_text()
     (root / "README.md").write_text("# no markers\n")

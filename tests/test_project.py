@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from genimg_course.cli import main
+from genimg_course.course.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -108,7 +108,7 @@ def test_binder_postbuild_installs_the_course():
 
 
 def test_the_install_cell_uses_pyprojects_torch_ranges():
-    from genimg_course import lessons
+    from genimg_course.course import lessons
 
     declared = {r.name: str(r) for r in RUNTIME if r.name in ("torch", "torchvision")}
     assert {Requirement(r).name: str(Requirement(r)) for r in lessons.TORCH_REQUIREMENTS} == declared
@@ -133,7 +133,7 @@ def test_make_torch_cpu_installs_cpu_wheels_first(tmp_path, target):
 
 
 def test_readme_lesson_table_is_generated_from_the_lesson_list():
-    from genimg_course import lessons
+    from genimg_course.course import lessons
 
     readme = (ROOT / "README.md").read_text()
     assert lessons.readme_block() in readme, "README's lesson table is stale: run `genimg notebooks`"
@@ -148,7 +148,7 @@ def test_readme_lesson_table_is_generated_from_the_lesson_list():
 
 
 def test_a_lesson_without_a_badge_fails(monkeypatch):
-    from genimg_course import lessons
+    from genimg_course.course import lessons
 
     readme = (ROOT / "README.md").read_text()
     extra = lessons.Lesson("06_diffusion", "Diffusion", "DDPM")
@@ -158,18 +158,20 @@ def test_a_lesson_without_a_badge_fails(monkeypatch):
 
 
 def test_every_notebook_has_one_lesson_entry():
-    from genimg_course import lessons
+    from genimg_course.course import lessons
 
     slugs = [item.slug for item in lessons.LESSONS]
     assert slugs == sorted(p.stem for p in (ROOT / "solutions").glob("*.ipynb")), \
-        "genimg_course/lessons.py LESSONS must list every notebook of solutions/, in order, once"
+        "genimg_course/course/lessons.py LESSONS must list every notebook of solutions/, in order, once"
     assert all(item.title and item.summary for item in lessons.LESSONS)
 
 
 def test_lesson_exercises_are_read_from_check_py_without_torch():
-    from genimg_course import check  # noqa: F401 - importing it declares every exercise
-    from genimg_course import lessons
-    from genimg_course.exercises import EXERCISES, exercises_for
+    from genimg_course.course import checks
+
+    checks.load_all()  # declares every exercise
+    from genimg_course.course import lessons
+    from genimg_course.course.exercises import EXERCISES, exercises_for
 
     assert lessons.declared_exercises() == {n: (ex.lesson, ex.points) for n, ex in EXERCISES.items()}
     for item in lessons.LESSONS:
@@ -183,7 +185,7 @@ def _torch_free(code: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("argv", [["--help"], ["doctor", "--help"], ["notebooks", "--help"], ["train", "--help"]])
 def test_cli_help_does_not_import_torch(argv):
-    result = _torch_free(f"from genimg_course.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
+    result = _torch_free(f"from genimg_course.course.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
                          f"    assert e.code == 0, e.code")
     assert result.returncode == 0 and "NO TORCH" in result.stdout, result.stderr
     assert "usage: genimg" in result.stdout
@@ -195,15 +197,15 @@ def test_genimg_notebooks_does_not_import_torch(tmp_path):
     for folder in ("solutions", "notebooks"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
-    result = _torch_free(f"from genimg_course.cli import main\nmain(['notebooks', '--root', {str(tmp_path)!r}])\n"
+    result = _torch_free(f"from genimg_course.course.cli import main\nmain(['notebooks', '--root', {str(tmp_path)!r}])\n"
                          f"assert main(['notebooks', '--check', '--root', {str(tmp_path)!r}]) == 0")
     assert result.returncode == 0 and "NO TORCH" in result.stdout, result.stderr + result.stdout
-    import genimg_course.lessons  # noqa: F401 - and the lesson list itself is torch-free
-    assert _torch_free("import genimg_course.lessons as L\nL.readme_block()\nL.bootstrap_source()").returncode == 0
+    import genimg_course.course.lessons  # noqa: F401 - and the lesson list itself is torch-free
+    assert _torch_free("import genimg_course.course.lessons as L\nL.readme_block()\nL.bootstrap_source()").returncode == 0
 
 
 def test_cli_model_names_match_the_zoo():
-    from genimg_course.cli import MODEL_NAMES
+    from genimg_course.course.cli import MODEL_NAMES
     from genimg_course.zoo import MODELS
 
     assert list(MODEL_NAMES) == list(MODELS)
@@ -211,7 +213,7 @@ def test_cli_model_names_match_the_zoo():
 
 def test_cli_diffusion_and_sampler_names_match_the_zoo():
     from genimg_course import diffusion
-    from genimg_course.cli import DIFFUSION_NAMES, SAMPLER_NAMES
+    from genimg_course.course.cli import DIFFUSION_NAMES, SAMPLER_NAMES
     from genimg_course.zoo import MODELS
 
     assert list(DIFFUSION_NAMES) == [name for name, f in MODELS.items() if f.model is diffusion.DiffusionModel]

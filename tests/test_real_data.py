@@ -14,7 +14,7 @@ import torch
 
 import genimg_course
 from fakedata import trust_fake_cifar, write_cifar, write_mnist
-from genimg_course import data, runtime
+from genimg_course.common import data, runtime
 
 
 @pytest.fixture
@@ -236,13 +236,13 @@ def test_epochs_follow_the_size_of_the_data():
 
 
 def test_cli_trains_samples_and_evaluates_on_a_cached_set(fake_cache, tmp_path, monkeypatch, capsys):
-    from genimg_course.cli import main
+    from genimg_course.course.cli import main
 
     monkeypatch.setenv("GENIMG_PROFILE", "ci")
     out = tmp_path / "run"
     assert main(["train", "dcgan", "--dataset", "fashion-mnist", "--out", str(out)]) == 0
     assert "on fashion-mnist: 200 images" in capsys.readouterr().out
-    from genimg_course.checkpoint import read_checkpoint
+    from genimg_course.common.checkpoint import read_checkpoint
 
     assert read_checkpoint(out / "model.pt")["dataset"] == "fashion-mnist"
     assert main(["sample", str(out / "model.pt"), "-n", "12", "--out", str(tmp_path / "s.npy")]) == 0
@@ -262,7 +262,7 @@ def test_cli_trains_samples_and_evaluates_on_a_cached_set(fake_cache, tmp_path, 
 
 
 def test_cli_asked_for_a_missing_set_fails_in_one_line(cache, tmp_path, monkeypatch, capsys):
-    from genimg_course.cli import main
+    from genimg_course.course.cli import main
 
     monkeypatch.setenv("GENIMG_PROFILE", "ci")
     start = time.monotonic()
@@ -274,7 +274,7 @@ def test_cli_asked_for_a_missing_set_fails_in_one_line(cache, tmp_path, monkeypa
 
 
 def test_cli_default_dataset_is_the_profiles_with_the_fallback(cache, tmp_path, monkeypatch, capsys):
-    from genimg_course.cli import main
+    from genimg_course.course.cli import main
 
     monkeypatch.setenv("GENIMG_PROFILE", "gpu")  # wants mnist: not cached, no network
     assert main(["train", "mlp-ae", "--epochs", "1", "--out", str(tmp_path / "g")]) == 0
@@ -331,7 +331,7 @@ def test_a_refused_connection_does_not_mark_the_network_silent(monkeypatch):
 
 
 def test_cli_default_dataset_follows_genimg_dataset(fake_cache, tmp_path, monkeypatch, capsys):
-    from genimg_course.cli import main
+    from genimg_course.course.cli import main
 
     monkeypatch.setenv("GENIMG_PROFILE", "ci")
     monkeypatch.setenv("GENIMG_DATASET", "fashion-mnist")

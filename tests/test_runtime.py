@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import genimg_course
-from genimg_course import runtime
+from genimg_course.common import runtime
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from genimg_course import lessons, site
+from genimg_course.course import lessons, site
 
 
 def test_index_lists_every_lesson_with_time_exercises_and_links():

@@ -111,7 +111,7 @@ def test_random_shift_keeps_shape_and_content():
 
 def test_reparameterize_is_normal_not_only_two_moments():
     # Kolmogorov–Smirnov distance of (z − μ)/σ to N(0, 1): a normal sample of 20,000 stays far below 0.02
-    from genimg_course.check import _ks_normal
+    from genimg_course.course.checks.lesson03 import _ks_normal
 
     mu, logvar = torch.full((20_000, 1), 3.0), torch.full((20_000, 1), math.log(0.25))
     z = vae.reparameterize(mu, logvar, torch.Generator().manual_seed(0))

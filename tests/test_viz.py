@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from genimg_course import data, viz  # noqa: E402
+from genimg_course.common import data, viz  # noqa: E402
 
 
 def test_to_unit_range_guesses_and_obeys():

@@ -1,7 +1,7 @@
 import torch
 
 from genimg_course import vae
-from genimg_course.widgets import LatentExplorer, tensor_to_png
+from genimg_course.common.widgets import LatentExplorer, tensor_to_png
 
 
 def test_latent_explorer_redraws_when_a_slider_moves():
@@ -43,7 +43,7 @@ def test_guidance_explorer_redraws_at_the_new_scale():
     import pytest
 
     from genimg_course import diffusion
-    from genimg_course.widgets import GuidanceExplorer
+    from genimg_course.common.widgets import GuidanceExplorer
 
     torch.manual_seed(0)
     model = diffusion.DiffusionModel(diffusion.DiffusionConfig(objective="flow", n_classes=3, width=8))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from genimg_course import lessons
+from genimg_course.course import lessons
 
 REPO = Path(__file__).resolve().parents[2]
 SLUGS = sorted(p.stem for p in (REPO / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -25,7 +25,7 @@ def built_site(artifacts) -> Path:
     given = os.environ.get("GENIMG_SITE")
     if given:
         return Path(given).resolve()
-    from genimg_course import site
+    from genimg_course.course import site
 
     out = artifacts / "site"
     shutil.rmtree(out, ignore_errors=True)

@@ -1,5 +1,8 @@
 """Checkpoints: one file with the weights, the model's configuration, the dataset and the course version.
 
+This module writes and reads the file; rebuilding the model it holds needs the model families, so that
+is ``genimg_course.zoo.load_checkpoint`` (the zoo imports this module, never the other way round).
+
 Written atomically (a temporary file in the same folder, then ``os.replace``), so an
 interrupted save never leaves a half-written ``model.pt``; read with
 ``torch.load(..., weights_only=True)``, which cannot run code hidden in a file.
@@ -58,31 +61,3 @@ def read_checkpoint(path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a genimg-course checkpoint (no '{FORMAT}' marker).")
     return payload
-
-
-def load_checkpoint(path, family: str | None = None, device="cpu"):
-    """Rebuild the model saved at ``path``; returns (model in eval mode, checkpoint dict).
-
-    ``family`` (for example ``"conv-vae"``) makes a checkpoint of another family an error.
-    """
-    from genimg_course.zoo import MODELS, build_model
-
-    payload = read_checkpoint(path)
-    saved = payload["family"]
-    if family is not None and saved != family:
-        raise CheckpointError(f"{str(path)!r} holds a {saved!r} model, not a {family!r} model.")
-    if saved not in MODELS:
-        raise CheckpointError(f"{str(path)!r} holds an unknown model family {saved!r}. "
-                              f"Known families: {', '.join(MODELS)}.")
-    if saved in ("dcgan", "cgan"):  # saved before D's kernel size was a setting: it was 4 × 4
-        payload["config"].setdefault("d_kernel", 4)
-    model = build_model(saved, payload["config"])
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{str(path)!r}: the weights do not fit a {saved!r} model with its saved "
-                              f"configuration: {str(err).splitlines()[0]}") from None
-    extra = payload.get("extra", {})
-    if "code_scale" in extra:  # the autoencoder remembers the size of its codes
-        model._code_scale = torch.tensor(extra["code_scale"])
-    return model.to(device).eval(), payload

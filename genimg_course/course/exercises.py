@@ -1,7 +1,8 @@
 """The exercise system: each exercise's tests, points and reference implementation.
 
 An exercise is a function the student completes in a notebook. The check cell
-after it calls ``genimg_course.check.NAME(student_function)``, which
+after it calls ``check.NAME(student_function)`` (``check`` is the lesson's
+checks module, ``genimg_course.course.checks.lessonNN``), which
 
 1. runs the exercise's tests (the same ones our unit tests use) and prints
    specific feedback: which input, expected vs got, the shapes;
@@ -11,7 +12,7 @@ after it calls ``genimg_course.check.NAME(student_function)``, which
 3. raises ``ExerciseFailed`` instead when ``GENIMG_STRICT=1`` (CI runs the
    solved notebooks that way, so a broken solution cannot go unnoticed).
 
-Points are declared here, once, next to the tests; the student notebooks'
+Points are declared once, next to the tests in the checks modules; the student notebooks'
 nbgrader metadata and the grader read them from ``EXERCISES``.
 """
 
@@ -117,6 +118,12 @@ class Tester:
         else:
             self.fail(input, message)
         return bool(condition)
+
+
+def random_image(shape, seed: int, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
+    """A reproducible random image (or batch) with values in [low, high]: the checks' test input."""
+    g = torch.Generator().manual_seed(seed)
+    return low + (high - low) * torch.rand(shape, generator=g)
 
 
 def compare_tensors(got: Any, expected: torch.Tensor, atol: float = 1e-4, rtol: float = 1e-4) -> str | None:

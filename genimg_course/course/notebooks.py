@@ -17,7 +17,7 @@ both versions get the same first code cell: the install cell of ``lessons.bootst
 ``<!-- lessons:begin -->`` and ``<!-- lessons:end -->``) is rewritten from ``lessons.LESSONS``.
 ``--check`` writes nothing and reports every file that differs.
 
-Nothing here imports torch: the exercises' names and points are read from check.py's source.
+Nothing here imports torch: the exercises' names and points are read from the checks modules' source.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 
-from genimg_course import lessons
+from genimg_course.course import lessons
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
@@ -190,7 +190,7 @@ def build(root: Path, check: bool = False) -> list[Change]:
     for path, text in wanted.items():
         if path == readme:
             if text != path.read_text(encoding="utf-8"):
-                changes.append(Change(path, "lesson table differs from genimg_course/lessons.py"))
+                changes.append(Change(path, "lesson table differs from genimg_course/course/lessons.py"))
         elif not path.exists():
             changes.append(Change(path, "missing"))
         elif path.read_text(encoding="utf-8") != text:

@@ -128,7 +128,7 @@ def wanted_datasets(profile: Profile, dataset: str | None = None, colour_dataset
                     ) -> tuple[str, str, list[str]]:
     """(dataset, colour dataset, notes) asked for: the profile's, overridden by the arguments and then by
     ``GENIMG_DATASET`` / ``GENIMG_COLOUR_DATASET``; nothing is downloaded or checked yet."""
-    from genimg_course import data
+    from genimg_course.common import data
 
     notes = []
     gray = os.environ.get(DATASET_ENV, "").strip() or dataset or profile.dataset
@@ -150,7 +150,7 @@ def resolve_datasets(profile: Profile, dataset: str | None = None, colour_datase
                      ) -> tuple[str, str, list[str]]:
     """(dataset, colour dataset, notes): ``wanted_datasets``, each checked (downloaded once if needed) and
     replaced by its offline stand-in, with a one-line note, when it cannot be had."""
-    from genimg_course import data
+    from genimg_course.common import data
 
     gray, colour, notes = wanted_datasets(profile, dataset, colour_dataset)
     gray, note = data.prepare_dataset(gray)

@@ -5,7 +5,7 @@ course site's links, the first code cell of every notebook) is generated from
 ``REPOSITORY`` and ``BRANCH`` below; change them there and run ``genimg notebooks``.
 
 No torch here: ``genimg notebooks`` and the course site import this module, and
-the exercises of each lesson are read from ``check.py``'s source, not imported.
+the exercises of each lesson are read from the source of ``checks/lessonNN.py``, not imported.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Lesson:
 
     @property
     def exercises(self) -> list[str]:
-        """The names of the lesson's exercises, in the order check.py declares them."""
+        """The names of the lesson's exercises, in the order its checks module declares them."""
         return [name for name, (lesson, _) in declared_exercises().items() if lesson == self.slug]
 
     def colab_url(self, folder: str = "notebooks") -> str:
@@ -86,15 +86,16 @@ def lesson(slug: str) -> Lesson:
 # ------------------------------------------------------------------ exercises, without importing torch
 @functools.cache
 def declared_exercises() -> dict[str, tuple[str, int]]:
-    """{exercise name: (lesson, points)} in declaration order, read from check.py's ``@exercise(...)`` lines.
+    """{exercise name: (lesson, points)} in declaration order, read from the ``@exercise(...)`` lines of checks/.
 
-    Reading the source (rather than importing check.py, which imports torch) keeps ``genimg notebooks`` and
-    the site light; a test compares the result with ``genimg_course.exercises.EXERCISES``. A declaration whose
-    lesson or points is not a literal falls back to importing check.py.
+    Reading the source (rather than importing the checks, which import torch) keeps ``genimg notebooks`` and
+    the site light; a test compares the result with ``genimg_course.course.exercises.EXERCISES``. A declaration whose
+    lesson or points is not a literal falls back to importing the checks.
     """
-    source = Path(__file__).with_name("check.py").read_text(encoding="utf-8")
     found: dict[str, tuple[str, int]] = {}
-    for node in ast.parse(source).body:
+    nodes = [node for path in sorted(Path(__file__).with_name("checks").glob("lesson*.py"))
+             for node in ast.parse(path.read_text(encoding="utf-8")).body]
+    for node in nodes:
         if not isinstance(node, ast.FunctionDef):
             continue
         for deco in node.decorator_list:
@@ -110,8 +111,10 @@ def declared_exercises() -> dict[str, tuple[str, int]]:
 
 
 def _imported_exercises() -> dict[str, tuple[str, int]]:
-    from genimg_course import check  # noqa: F401 - importing it declares every exercise
-    from genimg_course.exercises import EXERCISES
+    from genimg_course.course import checks
+
+    checks.load_all()  # declares every exercise
+    from genimg_course.course.exercises import EXERCISES
 
     return {name: (ex.lesson, ex.points) for name, ex in EXERCISES.items()}
 
@@ -145,7 +148,7 @@ README_BEGIN, README_END = "<!-- lessons:begin -->", "<!-- lessons:end -->"
 def readme_block() -> str:
     """The README's lesson table (between the markers, markers included): one row and two badges per lesson."""
     rows = [README_BEGIN,
-            "<!-- generated from genimg_course/lessons.py by `genimg notebooks`: edit there, not here -->",
+            "<!-- generated from genimg_course/course/lessons.py by `genimg notebooks`: edit there, not here -->",
             "| notebook | what you learn | exercises | open |", "|---|---|---|---|"]
     for item in LESSONS:
         exercises = ", ".join(f"`{name}`" for name in item.exercises) or "none"

@@ -154,8 +154,8 @@ class TrainingDashboard:
         return True
 
     def _redraw_widgets(self, step, history, model, latest) -> None:
-        from genimg_course.viz import image_grid
-        from genimg_course.widgets import tensor_to_png
+        from genimg_course.common.viz import image_grid
+        from genimg_course.common.widgets import tensor_to_png
 
         numbers = " · ".join(f"{k} {v:.3f}" for k, v in latest.items())
         of = f"/{self.total}" if self.total else ""

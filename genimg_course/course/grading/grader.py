@@ -8,7 +8,7 @@ For each submitted notebook:
    function they define) and put them into a fresh copy of the released notebook, so
    every check cell and test is the instructor's; after each answer, insert a hidden
    cell that grades it (``grading_kernel.grade``);
-3. run that notebook in its own process and kernel (``python -m genimg_course.grading
+3. run that notebook in its own process and kernel (``python -m genimg_course.course.grading.grader
    worker``), with a per-cell and a whole-notebook time limit and a memory limit; the
    parent kills the whole process group if the worker outlives its limit, so nothing
    one submission does can stop or slow down the batch;
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from genimg_course.notebooks import compute_checksum
+from genimg_course.course.notebooks import compute_checksum
 
 MAX_OUTPUT_CHARS = 4000  # per cell, in the feedback
 HIDDEN_TAG = "genimg-grading"
@@ -83,7 +83,7 @@ class SubmissionResult:
 
     @property
     def max_points(self) -> int:
-        from genimg_course.exercises import exercises_for
+        from genimg_course.course.exercises import exercises_for
 
         return sum(e.points for e in exercises_for(self.notebook)) if self.notebook else 0
 
@@ -91,8 +91,10 @@ class SubmissionResult:
 # ----------------------------------------------------------------------------- reading submissions
 def released_notebooks(root: Path) -> dict[str, nbformat.NotebookNode]:
     """The released student notebooks that have exercises, by lesson name."""
-    from genimg_course import check  # noqa: F401 - importing it declares every exercise
-    from genimg_course.exercises import exercises_for
+    from genimg_course.course import checks
+
+    checks.load_all()  # declares every exercise
+    from genimg_course.course.exercises import exercises_for
 
     lessons = {}
     for path in sorted((root / "notebooks").glob("*.ipynb")):
@@ -163,7 +165,7 @@ def find_answers(nb: nbformat.NotebookNode, name: str) -> tuple[list, list[str]]
 
 def identify_lesson(nb: nbformat.NotebookNode, path: Path, lessons: dict) -> tuple[str, int]:
     """The lesson whose exercises this notebook answers best (and how many it found)."""
-    from genimg_course.exercises import exercises_for
+    from genimg_course.course.exercises import exercises_for
 
     best, best_score = "", 0
     for lesson in lessons:
@@ -215,7 +217,7 @@ def static_problems(source: str, name: str, reference, exercise=None,
                 return "reference used", (f"the answer calls `{ast.unparse(node)}`, the course's reference "
                                           "implementation; write the computation yourself")
     if exercise is not None and exercise.forbidden:  # the same test the check runs, on the source alone
-        from genimg_course.exercises import forbidden_objects, forbidden_uses, import_aliases
+        from genimg_course.course.exercises import forbidden_objects, forbidden_uses, import_aliases
 
         cell_aliases = {**(aliases or {}), **import_aliases(tree)}
         for node in tree.body:
@@ -228,7 +230,7 @@ def static_problems(source: str, name: str, reference, exercise=None,
 
 def notebook_aliases(nb: nbformat.NotebookNode) -> dict[str, str]:
     """{name: dotted path} of everything the notebook's code cells import (the names an answer can use)."""
-    from genimg_course.exercises import import_aliases
+    from genimg_course.course.exercises import import_aliases
 
     aliases: dict[str, str] = {}
     for cell in nb.cells:
@@ -247,7 +249,7 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
 
     Returns (notebook, pre-decided results, notes, {exercise: index of its check cell}).
     """
-    from genimg_course.exercises import exercises_for
+    from genimg_course.course.exercises import exercises_for
 
     nb = nbformat.from_dict(json.loads(json.dumps(released)))
     aliases = notebook_aliases(released)
@@ -275,7 +277,7 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
     # hidden cells: one first (fingerprint the course before any student code), one after each answer
     graded_names = {r.exercise for r in preset}
     begin = nbformat.v4.new_code_cell(
-        f"import genimg_course.grading_kernel as _genimg_grading\n_genimg_grading.begin({extra_tests!r})",
+        f"import genimg_course.course.grading.kernel as _genimg_grading\n_genimg_grading.begin({extra_tests!r})",
         metadata={"tags": [HIDDEN_TAG]})
     begin["id"] = "genimg-grading-begin"
     cells = [begin]
@@ -285,7 +287,7 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
         if cell.metadata.get("nbgrader", {}).get("solution") and grade_id not in graded_names:
             hidden = nbformat.v4.new_code_cell(
-                f"import genimg_course.grading_kernel as _genimg_grading\n"
+                f"import genimg_course.course.grading.kernel as _genimg_grading\n"
                 f"_genimg_grading.grade({grade_id!r}, {token!r}, globals())", metadata={"tags": [HIDDEN_TAG]})
             hidden["id"] = f"genimg-grading-{grade_id}"
             cells.append(hidden)
@@ -330,7 +332,7 @@ def _limit_memory(megabytes: int) -> None:
 
 
 def run_worker(spec_path: str) -> int:
-    """Execute one graded notebook (called as ``python -m genimg_course.grading worker SPEC``)."""
+    """Execute one graded notebook (called as ``python -m genimg_course.course.grading.grader worker SPEC``)."""
     import asyncio
 
     from jupyter_client.manager import AsyncKernelManager
@@ -431,7 +433,7 @@ class Limits:
 def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, expected: str | None = None,
                      extra_tests: str | None = None, workdir: Path | None = None) -> SubmissionResult:
     """Grade one notebook file; never raises for anything the file contains."""
-    from genimg_course.exercises import EXERCISES, exercises_for
+    from genimg_course.course.exercises import EXERCISES, exercises_for
 
     start = time.monotonic()
     result = SubmissionResult(student=student, path=str(path), notebook="", graded=False)
@@ -468,7 +470,7 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
         env = {**os.environ, "GENIMG_PROFILE": "ci", "GENIMG_STRICT": "0", "MPLBACKEND": "Agg",
                "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "GENIMG_DATASET": "digits", "GENIMG_COLOUR_DATASET": "shapes"}
-        proc = subprocess.Popen([sys.executable, "-m", "genimg_course.grading", "worker", str(tmp / "spec.json")],
+        proc = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.grader", "worker", str(tmp / "spec.json")],
                                 cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)  # its own process group: killed as a whole
         _RUNNING.add(proc.pid)

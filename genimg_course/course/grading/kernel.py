@@ -34,7 +34,7 @@ def _watched():
 
 def _fingerprint() -> dict[str, tuple]:
     """Identity of every public callable of the watched modules, and of the code inside each."""
-    from genimg_course.exercises import EXERCISES, Exercise, Tester
+    from genimg_course.course.exercises import EXERCISES, Exercise, Tester
 
     prints: dict[str, tuple] = {}
     for mod_name, module in _watched():
@@ -62,7 +62,9 @@ def begin(extra_tests_source: str | None = None) -> None:
     """Fingerprint the course's code before any student code runs; load instructor-only tests."""
     import importlib
 
-    import genimg_course.check  # noqa: F401 - declares every exercise
+    from genimg_course.course import checks
+
+    checks.load_all()  # declares every exercise
 
     for name in WATCHED_MODULES:  # import them now, so a later import is not mistaken for a change
         importlib.import_module(name)
@@ -112,7 +114,7 @@ def grade(name: str, token: str, namespace: dict) -> None:
 
 
 def _grade(name: str, namespace: dict) -> dict:
-    from genimg_course.exercises import EXERCISES
+    from genimg_course.course.exercises import EXERCISES
 
     ex = EXERCISES[name]
     changed = _tampered()

@@ -1,6 +1,6 @@
 """The course as a static web site: every solved notebook run in one profile, rendered to HTML, plus an index.
 
-    python -m genimg_course.site --profile cpu --out site      # what `make site PROFILE=cpu` runs
+    python -m genimg_course.course.site --profile cpu --out site      # what `make site PROFILE=cpu` runs
 
 Each notebook of ``solutions/`` runs top to bottom in its own fresh kernel (nbclient), in the chosen profile,
 with strict checks, inside a scratch copy of the folder (so the repository gets no outputs and no
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from genimg_course import lessons
+from genimg_course.course import lessons
 
 PROFILES = ("ci", "cpu", "gpu")
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def build(out: Path | str = "site", profile: str = "cpu", solutions: Path | str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genimg_course.site", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m genimg_course.course.site", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default=os.environ.get("GENIMG_PROFILE") or "cpu", choices=PROFILES,
                         help="the profile every notebook runs in (default: $GENIMG_PROFILE, else cpu)")
     parser.add_argument("--out", default="site", help="the folder to write (default: site)")

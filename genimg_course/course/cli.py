@@ -20,8 +20,8 @@ def cmd_doctor(args) -> int:
     import torchvision
 
     import genimg_course
-    from genimg_course.data import data_dir, offline_status
-    from genimg_course.runtime import (COLOUR_DATASET_ENV, DATASET_ENV, PROFILES, pick_device, resolve_profile,
+    from genimg_course.common.data import data_dir, offline_status
+    from genimg_course.common.runtime import (COLOUR_DATASET_ENV, DATASET_ENV, PROFILES, pick_device, resolve_profile,
                                        wanted_datasets)
 
     print(f"genimg-course {genimg_course.__version__}")
@@ -53,7 +53,7 @@ def cmd_doctor(args) -> int:
 
 def cmd_notebooks(args) -> int:
     """Write notebooks/ from solutions/, or report what differs with --check."""
-    from genimg_course.notebooks import BuildError, build, find_course_root
+    from genimg_course.course.notebooks import BuildError, build, find_course_root
 
     try:
         root = Path(args.root) if args.root else find_course_root()
@@ -82,9 +82,9 @@ def cmd_train(args) -> int:
     from torchvision.utils import save_image
 
     import genimg_course
-    from genimg_course.checkpoint import save_checkpoint
-    from genimg_course.data import load_dataset, prepare_dataset
-    from genimg_course.training import images_of, labels_of
+    from genimg_course.common.checkpoint import save_checkpoint
+    from genimg_course.common.data import load_dataset, prepare_dataset
+    from genimg_course.common.training import images_of, labels_of
     from genimg_course.zoo import MODELS, build_model, default_config, epochs_for
 
     if args.epochs is not None and args.epochs < 1:
@@ -156,8 +156,8 @@ def cmd_sample(args) -> int:
     import torch
     from torchvision.utils import save_image
 
-    from genimg_course.checkpoint import load_checkpoint
-    from genimg_course.runtime import pick_device
+    from genimg_course.zoo import load_checkpoint
+    from genimg_course.common.runtime import pick_device
 
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
@@ -167,7 +167,7 @@ def cmd_sample(args) -> int:
     device = torch.device(args.device) if args.device else pick_device()
     model, payload = load_checkpoint(args.checkpoint, device=device)
     if args.dataset is not None:  # a check, for scripts: the data a checkpoint models is fixed when it is trained
-        from genimg_course.data import canonical_name
+        from genimg_course.common.data import canonical_name
 
         trained_on = payload.get("dataset")
         if canonical_name(args.dataset) != trained_on:
@@ -198,7 +198,7 @@ def cmd_eval(args) -> int:
     import numpy as np
     import torch
 
-    from genimg_course.checkpoint import load_checkpoint
+    from genimg_course.zoo import load_checkpoint
     from genimg_course.metrics import evaluate_images
 
     source = Path(args.source)
@@ -264,8 +264,8 @@ def cmd_eval(args) -> int:
 
 def cmd_grade(args) -> int:
     """Grade submitted notebooks; exit 0 only when every submission could be graded."""
-    from genimg_course.grading import Limits, grade_batch, summary_table
-    from genimg_course.notebooks import find_course_root
+    from genimg_course.course.grading.grader import Limits, grade_batch, summary_table
+    from genimg_course.course.notebooks import find_course_root
 
     root = Path(args.root) if args.root else find_course_root()
     extra = None
@@ -309,8 +309,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """The errors reported as one line (exit 2) rather than a traceback; the course's own error classes only
     when their module was imported (an error cannot come from a module that never ran)."""
     errors: list[type[BaseException]] = [ValueError, SyntaxError, FileNotFoundError, NotADirectoryError]
-    for module, name in (("genimg_course.checkpoint", "CheckpointError"),
-                         ("genimg_course.data", "DatasetUnavailableError")):
+    for module, name in (("genimg_course.common.checkpoint", "CheckpointError"),
+                         ("genimg_course.common.data", "DatasetUnavailableError")):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
