@@ -21,7 +21,7 @@ $(BIN)/genimg: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) torch torchvision)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,nbgrader]"
 	touch $(BIN)/genimg
 
 lab: $(BIN)/genimg  ## create .venv, install the course, start JupyterLab in notebooks/
@@ -50,7 +50,7 @@ PROFILE ?= cpu
 SITE    ?= site
 
 $(BIN)/playwright: $(BIN)/genimg  # Playwright for Python only: it drives the system's Chromium, no browser download
-	$(BIN)/python -m pip install --quiet -e ".[dev,browser]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,nbgrader,browser]"
 	touch $(BIN)/playwright
 
 test-browser: $(BIN)/playwright  ## JupyterLab in headless Chromium, then the course site (ci profile); needs `chromium`

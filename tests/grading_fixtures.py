@@ -133,4 +133,83 @@ def build_all(folder: Path) -> dict[str, Path]:
     check_cell = next(c for c in changed.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "check_normalize")
     check_cell.source = "normalize = normalize  # I skipped the check"
     add("lockedchanged", changed)
+
+    # --- grading, second round: whole-batch failures ---
+    source_number = json.loads(nbformat.writes(solved_submission()))
+    source_number["cells"][3]["source"] = 5  # valid JSON, not a valid notebook
+    (folder / "badsource").mkdir(parents=True, exist_ok=True)
+    (folder / "badsource" / f"{LESSON}.ipynb").write_text(json.dumps(source_number))
+    cases["badsource"] = folder / "badsource" / f"{LESSON}.ipynb"
+    meta_string = json.loads(nbformat.writes(solved_submission()))
+    index = next(i for i, c in enumerate(meta_string["cells"]) if "nbgrader" in c["metadata"])
+    meta_string["cells"][index]["metadata"]["nbgrader"] = "solution"
+    (folder / "badmeta").mkdir(parents=True, exist_ok=True)
+    (folder / "badmeta" / f"{LESSON}.ipynb").write_text(json.dumps(meta_string))
+    cases["badmeta"] = folder / "badmeta" / f"{LESSON}.ipynb"
+    # --- lost or unsafe output: names the file-name sanitiser folds together, and spreadsheet formulas ---
+    add("zoë", solved_submission())
+    add("zoé", released())
+    add("=1+1", released())
+    add("@SUM(A1)", released())
+    # --- correct answers whose cell never finishes: not graded, with the reason ---
+    add("sigloop", solved_submission(normalize=a["normalize"] + "\nimport signal\n"
+                                     "for s in (signal.SIGINT, signal.SIGTERM):\n    signal.signal(s, signal.SIG_IGN)\n"
+                                     "while True:\n    pass\n"))
+    add("overflow", solved_submission(normalize=a["normalize"] + "\n" + C_STACK_OVERFLOW))
     return cases
+
+
+# A C stack overflow in CPython 3.11+: repr of a list nested a million deep, the recursion limit raised to allow it.
+C_STACK_OVERFLOW = "import sys\nsys.setrecursionlimit(10**7)\nnest = []\nfor _ in range(10**6):\n    nest = [nest]\nrepr(nest)\n"
+
+# Answers the first grader gave full points: {case: (exercise, answer cell)}. Graded by the answers process
+# alone (tests/test_grading.py), as a whole batch of notebooks would cost minutes.
+ANSWER_CASES = {
+    "reference_import": ("gray_world", (
+        "def gray_world(x, eps=1e-6):\n    import importlib\n"
+        "    module = importlib.import_module('genimg_course.' + 'pre' + 'process')\n"
+        "    return vars(module)['gray' + '_world'](x, eps)\n")),
+    "reference_check": ("gray_world", (  # the check's fallback hands out the reference
+        "def gray_world(x, eps=1e-6):\n    return check.gray_world(lambda *a, **k: 1 / 0)(x, eps)\n")),
+    "reference_copy": ("gray_world", (  # a fresh copy of the reference, loaded from its file
+        "def gray_world(x, eps=1e-6):\n    import importlib.util\n    import genimg_course\n"
+        "    spec = importlib.util.spec_from_file_location('p', genimg_course.__path__[0] + '/preprocess.py')\n"
+        "    module = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(module)\n"
+        "    return module.gray_world(x, eps)\n")),
+    "patch_compare": ("gray_world", (  # a comparison that always agrees, undone a second later
+        "import threading\nimport torch\n\n\ndef gray_world(x, eps=1e-6):\n"
+        "    real = torch.allclose\n    torch.allclose = lambda *a, **k: True\n"
+        "    threading.Timer(1.0, lambda: setattr(torch, 'allclose', real)).start()\n    return x * 1.0\n")),
+    "patch_oracle": ("adjust_contrast", (  # the oracle made to agree with a wrong answer
+        "from torchvision.transforms.v2 import functional as _F\n\n\ndef adjust_contrast(x, factor):\n"
+        "    _F.adjust_contrast = lambda image, c: image\n    return x * 1.0\n")),
+    "agree_tensor": ("gray_world", (  # a result that answers every comparison itself
+        "import torch\n\n\nclass Agree(torch.Tensor):\n    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        if func in (torch.allclose, torch.equal):\n            return True\n"
+        "        return super().__torch_function__(func, types, args, kwargs or {})\n\n\n"
+        "def gray_world(x, eps=1e-6):\n    return torch.zeros_like(x).as_subclass(Agree)\n")),
+    "top_level_only": ("gray_world", (  # the right function is defined only by a top-level statement
+        "exec('def gray_world(x, eps=1e-6):\\n    m = x.mean(dim=(-2, -1), keepdim=True)\\n"
+        "    return (x * m.mean(-3, keepdim=True) / (m + eps)).clamp(0, 1)')\n")),
+    "overflow_in_tests": ("gray_world", (  # the function itself overflows the C stack when the tests call it
+        "def gray_world(x, eps=1e-6):\n" + "".join("    " + line + "\n" for line in C_STACK_OVERFLOW.splitlines())
+        + "    return x\n")),
+    "loops_in_tests": ("gray_world", "def gray_world(x, eps=1e-6):\n    while True:\n        pass\n"),
+}
+
+
+def special_file(folder: Path) -> Path:
+    """A FIFO named like a notebook, as a tarball can carry one: reading it would block forever."""
+    import os
+
+    path = folder / "fifo" / f"{LESSON}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def course_rewriter(target: Path) -> nbformat.NotebookNode:
+    """A submission whose answer cell rewrites a file of the course on disk (``target``)."""
+    return solved_submission(gray_world=answer_sources()["gray_world"] + (
+        f"\nwith open({str(target)!r}, 'a') as _f:\n    _f.write(' ')\n"))

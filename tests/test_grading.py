@@ -6,6 +6,10 @@ built from the released and the solved notebook of 01_preprocessing (tests/gradi
 
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 
 import nbformat
@@ -15,12 +19,13 @@ from genimg_course.course import checks
 from genimg_course.course.grading import grader as grading
 from genimg_course.course.cli import main
 from genimg_course.course.exercises import EXERCISES, exercises_for
-from grading_fixtures import LESSON, ROOT, build_all, released, solved_submission
+from grading_fixtures import (ANSWER_CASES, LESSON, ROOT, answer_sources, build_all, course_rewriter, released,
+                              solved_submission, special_file)
 
 checks.load_all()  # declares every exercise of the course (EXERCISES)
 
 MAX = sum(ex.points for ex in exercises_for(LESSON))
-LIMITS = ["--timeout-cell", "15", "--timeout", "45", "--memory", "1500", "-j", "2"]
+LIMITS = ["--timeout-cell", "15", "--timeout", "45", "--memory", "1500", "-j", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +33,7 @@ def batch(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     out = tmp_path_factory.mktemp("graded")
     cases = build_all(folder)
+    cases["fifo"] = special_file(folder)
     start = time.monotonic()
     code = main(["grade", str(folder), "--out", str(out), "--lesson", LESSON, "--root", str(ROOT), *LIMITS])
     seconds = time.monotonic() - start
@@ -165,6 +171,95 @@ def test_duplicate_markdown_other_lesson_and_locked_cells(batch):
     assert not other["graded"] and "02_mlp_generator" in other["problem"] and "by mistake" in other["problem"]
     assert any("check_normalize was changed" in n for n in batch["results"]["lockedchanged"]["notes"])
     assert total(batch, "lockedchanged") == MAX
+
+
+@pytest.mark.parametrize("student,field", [("badsource", "cells[3].source"),
+                                           ("badmeta", "metadata.nbgrader: str instead of an object")])
+def test_a_valid_json_invalid_notebook_is_reported_alone(batch, student, field):
+    r = batch["results"][student]
+    assert not r["graded"] and "not a valid notebook" in r["problem"] and field in r["problem"], r["problem"]
+    assert total(batch, "full") == MAX  # and the batch went on
+
+
+def test_a_fifo_is_skipped_with_one_line(batch, capsys):
+    r = batch["results"]["fifo"]
+    assert not r["graded"] and "FIFO" in r["problem"] and "skipped" in r["problem"]
+
+
+def test_names_folded_together_get_their_own_feedback_pages(batch):
+    pages = {p.name: p.read_text() for p in (batch["out"] / "feedback").glob("zo*.html")}
+    assert len(pages) == 2, sorted(pages)
+    assert sum("Feedback for zoë" in t for t in pages.values()) == 1
+    assert sum("Feedback for zoé" in t for t in pages.values()) == 1
+    assert total(batch, "zoë") == MAX and total(batch, "zoé") == 0
+
+
+def test_no_cell_of_the_gradebook_is_a_formula(batch):
+    text = (batch["out"] / "grades.csv").read_text(encoding="utf-8")
+    cells = [cell for row in csv.reader(text.splitlines()) for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")], "a cell a spreadsheet would execute"
+    assert "'=1+1" in text and "'@SUM(A1)" in text
+
+
+@pytest.fixture(scope="module")
+def answer_cases(tmp_path_factory):
+    """Each of ANSWER_CASES graded by the answers process alone: the solved lesson with that one answer replaced."""
+    tmp = tmp_path_factory.mktemp("answers")
+    context, solved = grading.released_imports(released()), answer_sources()
+    order = [ex.name for ex in exercises_for(LESSON)]
+    procs = {}
+    for case, (exercise, source) in ANSWER_CASES.items():
+        spec = {"cells": [{"exercise": n, "source": source if n == exercise else solved[n]} for n in order],
+                "context": context, "extra_tests": None, "failed_before": [], "timeout": 8, "memory": 2048,
+                "results": str(tmp / f"{case}.json")}
+        (tmp / f"{case}.spec").write_text(json.dumps(spec))
+        procs[case] = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers",
+                                        str(tmp / f"{case}.spec")], cwd=tmp,
+                                       env={**os.environ, "OMP_NUM_THREADS": "1", "GENIMG_PROFILE": "ci"})
+    for proc in procs.values():
+        proc.wait(timeout=300)
+    return {case: json.loads((tmp / f"{case}.json").read_text()) for case in procs}
+
+
+@pytest.mark.parametrize("case,status,words", [
+    ("reference_import", "reference used", "reference implementation"),
+    ("reference_check", "reference used", "reference implementation"),
+    ("reference_copy", "reference used", "reference implementation"),
+    ("patch_compare", "tampering", "torch.allclose"),
+    ("patch_oracle", "tampering", "adjust_contrast"),
+    ("agree_tensor", "failed", "an object of type Agree"),
+    ("top_level_only", "missing", "no function `gray_world`"),
+    ("overflow_in_tests", "not graded", "died"),
+    ("loops_in_tests", "not graded", "time limit of 8 s"),
+])
+def test_answers_the_first_grader_accepted_score_nothing(answer_cases, case, status, words):
+    exercise = ANSWER_CASES[case][0]
+    result = answer_cases[case][exercise]
+    assert result["status"] == status and words in result["message"], result
+    others = {n: r["status"] for n, r in answer_cases[case].items() if n != exercise}
+    assert set(others.values()) == {"passed"}, others  # the other answers are graded as usual
+
+
+@pytest.mark.parametrize("student,exercise,why", [("sigloop", "normalize", "time limit"),
+                                                  ("overflow", "normalize", "kernel died")])
+def test_a_cell_that_never_finishes_is_not_graded_with_the_reason(batch, student, exercise, why):
+    s, points, message = status(batch, student, exercise)
+    assert (s, points) == ("not graded", 0) and why in message, (s, message)
+    assert status(batch, student, "adjust_contrast")[0] == "passed"
+
+
+def test_a_submission_that_rewrites_the_course_stops_the_batch(tmp_path, capsys):
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    subs = tmp_path / "subs"
+    nbformat.write(solved_submission(), (subs / "alice").mkdir(parents=True) or subs / "alice" / f"{LESSON}.ipynb")
+    target = root / "notebooks" / f"{LESSON}.ipynb"
+    nbformat.write(course_rewriter(target), (subs / "mallory").mkdir() or subs / "mallory" / f"{LESSON}.ipynb")
+    code = main(["grade", str(subs), "--out", str(tmp_path / "out"), "--root", str(root), "--lesson", LESSON,
+                 "--timeout-cell", "30", "--timeout", "120"])
+    err = capsys.readouterr().err
+    assert code == 2 and "changed on disk" in err and "mallory" in err and "No grades were written" in err, err
+    assert not (tmp_path / "out" / "grades.csv").exists()
 
 
 def test_reports_and_exit_status(batch):

@@ -310,7 +310,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     when their module was imported (an error cannot come from a module that never ran)."""
     errors: list[type[BaseException]] = [ValueError, SyntaxError, FileNotFoundError, NotADirectoryError]
     for module, name in (("genimg_course.common.checkpoint", "CheckpointError"),
-                         ("genimg_course.common.data", "DatasetUnavailableError")):
+                         ("genimg_course.common.data", "DatasetUnavailableError"),
+                         ("genimg_course.course.grading.grader", "CourseChanged")):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)

@@ -28,6 +28,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 
 STRICT_ENV = "GENIMG_STRICT"
@@ -60,47 +61,140 @@ class CheckResult:
         return self.status == "passed"
 
 
+# ----------------------------------------------------------------------------- plain values
+# Captured when this module is imported, before any answer runs. A check looks at what an answer returns only
+# through these: the C functions of torch's tensor base class and NumPy's ufuncs, which no Python code can
+# replace, called on objects of exactly the types below. It never calls a method of the returned object (a
+# tensor subclass could answer a comparison itself), and never a Python-level library function that an
+# answer could patch while its tests run (torch.allclose, np.allclose).
+_type, _float, _isinstance = type, float, isinstance
+_TensorBase = torch._C.TensorBase
+_TENSOR = torch.Tensor
+_detach, _to, _cpu, _numpy = _TensorBase.detach, _TensorBase.to, _TensorBase.cpu, _TensorBase.numpy
+_shape_of, _dtype_of = _TensorBase.shape.__get__, _TensorBase.dtype.__get__
+_is_float = _TensorBase.is_floating_point
+_F64 = torch.float64
+_ndarray, _array, _f8 = np.ndarray, np.array, np.float64
+_absolute, _subtract, _multiply, _add = np.absolute, np.subtract, np.multiply, np.add
+_isnan, _less_equal, _equal, _not_equal = np.isnan, np.less_equal, np.equal, np.not_equal
+_all, _any, _sum = np.logical_and.reduce, np.logical_or.reduce, np.add.reduce
+_argmax, _broadcast = np.argmax, np.broadcast_shapes
+_type_name = type.__dict__["__name__"].__get__  # a class's own name, whatever its metaclass says
+_SCALARS = (bool, int, float, np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)
+# what an answer may return (complex numbers too, so that a check can say why they are wrong)
+PLAIN_TYPES = (_TENSOR, tuple, list, type(None), str, _ndarray, complex, np.complex128, np.complex64) + _SCALARS
+
+
+class NotPlain(TypeError):
+    """A value of a type the checks do not look into (a tensor subclass, an object of the answer's own class)."""
+
+
+def is_tensor(value: Any) -> bool:
+    """True for a plain ``torch.Tensor`` (not a subclass, whose methods could be anything)."""
+    return _type(value) is _TENSOR
+
+
+def plain(value: Any) -> np.ndarray:
+    """``value`` as a float64 NumPy array: a tensor, a NumPy array or scalar, a number, or a tuple/list of them."""
+    kind = _type(value)
+    if kind is _TENSOR:
+        return _numpy(_cpu(_to(_detach(value), _F64)))
+    if kind is _ndarray or kind in _SCALARS:
+        return _array(value, dtype=_f8)
+    if kind is tuple or kind is list:
+        return _array([plain(v) for v in value], dtype=_f8)
+    raise NotPlain(f"a value of type {_type_name(kind)}")
+
+
+def plain_shape(value: Any) -> tuple:
+    """The shape of a plain tensor (through the C getter, not the object's ``.shape``)."""
+    return tuple(_shape_of(value))
+
+
+def allclose(a: Any, b: Any, atol: float = 1e-8, rtol: float = 1e-5) -> bool:
+    """|a − b| ≤ atol + rtol |b| everywhere (NaN is never close), on plain values; False for other types."""
+    try:
+        x, y = plain(a), plain(b)
+        _broadcast(x.shape, y.shape)
+    except (NotPlain, ValueError):
+        return False
+    return bool(_all(_less_equal(_absolute(_subtract(x, y)), _add(atol, _multiply(rtol, _absolute(y)))), axis=None))
+
+
+def equal(a: Any, b: Any) -> bool:
+    """Same shape and the same values, on plain values (``torch.equal``'s meaning); False for other types."""
+    try:
+        x, y = plain(a), plain(b)
+    except NotPlain:
+        return False
+    return x.shape == y.shape and bool(_all(_equal(x, y), axis=None))
+
+
 def describe(value: Any) -> str:
-    """A short description of a value for feedback: a tensor's shape and dtype, else its type."""
-    if isinstance(value, torch.Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    """A short description of a value for feedback: a tensor's shape and dtype, else its type (no code of its own runs)."""
+    kind = _type(value)
+    if kind is _TENSOR:
+        return f"tensor of shape {plain_shape(value)} and dtype {_dtype_of(value)}"
     if value is None:
         return "None (did you forget to `return` the result?)"
-    return f"{type(value).__name__} {value!r}"[:120]
+    if kind in _SCALARS or kind is str:
+        return f"{_type_name(kind)} {value!r}"[:120]
+    if kind is tuple or kind is list:
+        return f"{_type_name(kind)} of {len(value)}: " + ", ".join(describe(v) for v in value[:3])[:100]
+    return f"an object of type {_type_name(kind)}"
 
 
 class Tester:
-    """Collects the results of one exercise's tests, with feedback a student can act on."""
+    """Collects the results of one exercise's tests, with feedback a student can act on.
 
-    def __init__(self, name: str):
+    ``expected`` (optional) holds each ``close`` test's expected value, computed with the reference before
+    any answer ran (the grader records them so: ``Tester(name, record={})``, then the reference's run fills
+    ``record``); a test then compares with that value, not with what its oracle returns now.
+    """
+
+    def __init__(self, name: str, expected: dict | None = None, record: dict | None = None):
         self.name = name
         self.passed = 0
         self.failures: list[str] = []
+        self.expected, self.record = expected, record
+        self._seen: dict[str, int] = {}
 
     def fail(self, input: str, message: str) -> None:
         self.failures.append(f"input: {input}\n    {message}")
 
     def call(self, fn: Callable, args: tuple, input: str, kwargs: dict | None = None):
-        """Call ``fn(*args)``; returns (ok, result). Records a failure if it raises or mutates its input."""
+        """Call ``fn(*args)``; returns (ok, result). Records a failure if it raises, mutates its input, or
+        returns something other than tensors, numbers and tuples of them."""
         kwargs = kwargs or {}
-        before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
+        before = [_clone(a) if is_tensor(a) else None for a in args]
         try:
             out = fn(*args, **kwargs)
         except NotImplementedError:
             raise NotDone from None
         except Exception as err:  # noqa: BLE001 - the student's code may raise anything
-            self.fail(input, f"{self.name} raised {type(err).__name__}: {err}")
+            self.fail(input, f"{self.name} raised {_type_name(_type(err))}: {_message(err)}")
             return False, None
         for a, b in zip(args, before):
-            if b is not None and not torch.equal(a, b):
+            if b is not None and not equal(a, b):
                 self.fail(input, f"{self.name} changed its input tensor in place; compute a new tensor instead "
                                  f"(for example `y = x * 2`, not `x *= 2`)")
                 return False, None
+        odd = _not_plain(out)
+        if odd:
+            self.fail(input, f"{self.name} returned {odd}; return a torch.Tensor (or numbers, or a tuple of them), "
+                             "not a subclass or an object of your own")
+            return False, None
         return True, out
 
     def close(self, fn: Callable, args: tuple, expected: torch.Tensor, input: str,
               kwargs: dict | None = None, atol: float = 1e-4, rtol: float = 1e-4, hint: str = "") -> bool:
         """The test: ``fn(*args)`` returns a tensor of ``expected``'s shape and values (within tolerance)."""
+        key = f"{input}#{self._seen.setdefault(input, 0)}"
+        self._seen[input] += 1
+        if self.record is not None:
+            self.record[key] = plain(expected)
+        elif self.expected is not None and key in self.expected:
+            expected = self.expected[key]
         ok, got = self.call(fn, args, input, kwargs)
         if not ok:
             return False
@@ -113,37 +207,62 @@ class Tester:
 
     def expect(self, condition: bool, input: str, message: str) -> bool:
         """A property test: ``condition`` must hold, else ``message`` says what is wrong."""
-        if condition:
+        if condition is True or (_type(condition) in _SCALARS and bool(condition)):
             self.passed += 1
-        else:
-            self.fail(input, message)
-        return bool(condition)
+            return True
+        self.fail(input, message)
+        return False
+
+
+_clone = _TensorBase.clone
+
+
+def _message(err: BaseException) -> str:
+    """An exception's text, read without calling code of the answer's own exception classes."""
+    args = BaseException.__dict__["args"].__get__(err)
+    return str(args[0]) if len(args) == 1 and _type(args[0]) is str else ", ".join(
+        describe(a) if _type(a) is not str else a for a in args)
+
+
+def _not_plain(value: Any, depth: int = 0) -> str | None:
+    """None when ``value`` is made of plain types only; else what it is, for the feedback."""
+    kind = _type(value)
+    if kind is tuple or kind is list:
+        if depth > 3:
+            return "a nest of tuples too deep to check"
+        return next((odd for v in value if (odd := _not_plain(v, depth + 1))), None)
+    return None if kind in PLAIN_TYPES else f"an object of type {_type_name(kind)}"
+
+
+def compare_tensors(got: Any, expected: Any, atol: float = 1e-4, rtol: float = 1e-4) -> str | None:
+    """None if ``got`` matches ``expected`` (a tensor or its plain array); else one line saying how it differs.
+
+    Only plain values are compared (``plain``): ``got`` must be a ``torch.Tensor`` of a floating dtype.
+    """
+    want = plain(expected)
+    if not is_tensor(got):
+        return f"expected a tensor of shape {want.shape}, got {describe(got)}"
+    if plain_shape(got) != want.shape:
+        return f"expected shape {want.shape}, got shape {plain_shape(got)}"
+    if not _is_float(got):
+        return f"expected a float tensor, got dtype {_dtype_of(got)}"
+    have = plain(got)
+    if _any(_isnan(have), axis=None) and not _any(_isnan(want), axis=None):
+        return f"the result contains NaN at {int(_sum(_isnan(have), axis=None))} position(s) (a division by zero?)"
+    diff = _absolute(_subtract(have, want))
+    wrong = ~_less_equal(diff, _add(atol, _multiply(rtol, _absolute(want))))
+    if not _any(wrong, axis=None):
+        return None
+    diff[_isnan(diff)] = np.inf
+    idx = np.unravel_index(int(_argmax(diff, axis=None)), diff.shape) if diff.ndim else ()
+    return (f"values differ at {int(_sum(wrong, axis=None))} of {want.size} positions; the largest difference is at "
+            f"index {tuple(int(i) for i in idx)}: expected {float(want[idx]):.4f}, got {float(have[idx]):.4f}")
 
 
 def random_image(shape, seed: int, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
     """A reproducible random image (or batch) with values in [low, high]: the checks' test input."""
     g = torch.Generator().manual_seed(seed)
     return low + (high - low) * torch.rand(shape, generator=g)
-
-
-def compare_tensors(got: Any, expected: torch.Tensor, atol: float = 1e-4, rtol: float = 1e-4) -> str | None:
-    """None if ``got`` matches ``expected``; else one line saying how it differs."""
-    if not isinstance(got, torch.Tensor):
-        return f"expected a tensor of shape {tuple(expected.shape)}, got {describe(got)}"
-    if tuple(got.shape) != tuple(expected.shape):
-        return f"expected shape {tuple(expected.shape)}, got shape {tuple(got.shape)}"
-    if not got.is_floating_point():
-        return f"expected a float tensor, got dtype {got.dtype}"
-    got = got.detach().to(expected.device, expected.dtype)
-    if torch.isnan(got).any() and not torch.isnan(expected).any():
-        return f"the result contains NaN at {int(torch.isnan(got).sum())} position(s) (a division by zero?)"
-    if torch.allclose(got, expected, atol=atol, rtol=rtol):
-        return None
-    diff = (got - expected).abs()
-    idx = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])
-    n_wrong = int((diff > atol + rtol * expected.abs()).sum())
-    return (f"values differ at {n_wrong} of {expected.numel()} positions; the largest difference is at "
-            f"index {idx}: expected {expected[idx].item():.4f}, got {got[idx].item():.4f}")
 
 
 @dataclass
@@ -165,9 +284,14 @@ class Exercise:
         what = "a library function that does" if len(uses) == 1 else "library functions that do"
         return f"your function uses {calls}, {what} this exercise's whole job; write it yourself. {self.instead}"
 
-    def evaluate(self, fn: Callable) -> CheckResult:
-        """Run the tests on ``fn`` without printing anything (the grader uses this)."""
-        t = Tester(self.name)
+    def evaluate(self, fn: Callable, tester: Tester | None = None, wrap: Callable | None = None) -> CheckResult:
+        """Run the tests on ``fn`` without printing anything (the grader uses this).
+
+        The grader passes a ``tester`` holding the expected values it recorded before any answer ran, and
+        ``wrap``, which watches every call of ``fn`` (the tests call ``wrap(fn)``; the source checked for
+        forbidden library calls is ``fn``'s).
+        """
+        t = tester or Tester(self.name)
         if not callable(fn):
             return CheckResult(self.name, "failed", 0, 1, [f"expected a function, got {describe(fn)}"])
         uses = uses_of_forbidden(fn, self.forbidden)
@@ -175,13 +299,13 @@ class Exercise:
             return CheckResult(self.name, "library used", 0, 1, [self.forbidden_message(uses)])
         try:
             with torch.random.fork_rng(devices=[]):  # a check never changes the notebook's random stream
-                self.tests(t, fn)
+                self.tests(t, wrap(fn) if wrap else fn)
         except NotDone:
             return CheckResult(self.name, "not attempted", t.passed, t.passed + len(t.failures) + 1,
                                ["the function still raises NotImplementedError"])
         except Exception as err:  # noqa: BLE001 - a result so unexpected that a later test could not use it
             t.failures.append(f"input: the tests after the last one reported\n    the check could not use your "
-                              f"result ({type(err).__name__}: {err})")
+                              f"result ({_type_name(_type(err))}: {_message(err)})")
         status = "failed" if t.failures else "passed"
         return CheckResult(self.name, status, t.passed, t.passed + len(t.failures), t.failures)
 

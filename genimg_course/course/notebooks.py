@@ -11,9 +11,10 @@ writes ``notebooks/NN_slug.ipynb`` where
 * outputs and execution counts are removed, and the notebook is nbformat 4.5
   (cell ids) with the ``python3`` kernel.
 
-The same clean-up (no outputs, ids, kernel) is applied to ``solutions/`` itself, and
-both versions get the same first code cell: the install cell of ``lessons.bootstrap_source()``
-(inserted when missing, refreshed when stale). README.md's lesson table (between
+The same clean-up (no outputs, ids, kernel) and the same nbgrader metadata (without the checksums, which
+``nbgrader generate_assignment`` computes) are applied to ``solutions/`` itself, so a solved notebook is an
+nbgrader source notebook as it stands. Both versions get the same first code cell: the install cell of
+``lessons.bootstrap_source()`` (inserted when missing, refreshed when stale). README.md's lesson table (between
 ``<!-- lessons:begin -->`` and ``<!-- lessons:end -->``) is rewritten from ``lessons.LESSONS``.
 ``--check`` writes nothing and reports every file that differs.
 
@@ -108,33 +109,50 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.metadata.pop("execution", None)
-        cell.metadata.pop("nbgrader", None)  # rewritten from the package for student notebooks
+        cell.metadata.pop("nbgrader", None)  # rewritten from the package by with_nbgrader
         if cell.cell_type != "code":
             cell.pop("outputs", None)
             cell.pop("execution_count", None)
     return nb
 
 
-def student_version(solution: nbformat.NotebookNode, name: str = "") -> nbformat.NotebookNode:
-    """The student notebook for one solved notebook (which is left unchanged)."""
-    declared = lessons.declared_exercises()  # {name: (lesson, points)}, without importing torch
+def _where(name: str, i: int, cell) -> str:
+    return f"{name} cell {i} (id {cell.get('id')})"
 
-    nb = clean(nbformat.from_dict(solution))
+
+def with_nbgrader(nb: nbformat.NotebookNode, name: str = "") -> nbformat.NotebookNode:
+    """``nb`` with nbgrader's metadata on its exercises (the format of an nbgrader source notebook).
+
+    An answer cell (one holding a solution block) gets ``solution: true`` with its function's name as
+    ``grade_id``; a check cell (one calling ``check.NAME(...)``) gets ``grade: true``, ``locked: true``, the
+    exercise's points and ``check_NAME`` as ``grade_id``.
+    """
+    declared = lessons.declared_exercises()  # {name: (lesson, points)}, without importing torch
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        where = f"{name} cell {i} (id {cell.get('id')})"
         if BEGIN in cell.source:
-            funcs = DEF_RE.findall(cell.source)
-            if not funcs:
-                raise BuildError(f"{where}: a solution block must sit inside a function (def NAME(...))")
-            cell.source = strip_solutions(cell.source, where)
+            if not (funcs := DEF_RE.findall(cell.source)):
+                raise BuildError(f"{_where(name, i, cell)}: a solution block must sit inside a function "
+                                 "(def NAME(...))")
             cell.metadata["nbgrader"] = _nbgrader(funcs[0], solution=True, grade=False, locked=False)
         elif (calls := [c for c in CHECK_RE.findall(cell.source) if c in declared]):
             points = sum(declared[c][1] for c in calls)
             cell.metadata["nbgrader"] = _nbgrader(f"check_{calls[0]}", solution=False, grade=True, locked=True,
                                                   points=points)
-            cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
+    return nb
+
+
+def student_version(solution: nbformat.NotebookNode, name: str = "") -> nbformat.NotebookNode:
+    """The student notebook for one solved notebook (which is left unchanged): stubs for the solution
+    blocks, and nbgrader's checksum on the check cells."""
+    nb = with_nbgrader(clean(nbformat.from_dict(solution)), name)
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            cell.source = strip_solutions(cell.source, _where(name, i, cell))
+        elif meta.get("grade"):
+            meta["checksum"] = compute_checksum(cell)
     return nb
 
 
@@ -179,7 +197,7 @@ def build(root: Path, check: bool = False) -> list[Change]:
         except Exception as err:  # noqa: BLE001 - any parse error is reported with the file name
             raise BuildError(f"{src}: not a readable notebook ({err})") from None
         nb = with_bootstrap(nbformat.from_dict(nb))
-        wanted[src] = nbformat.writes(clean(nbformat.from_dict(nb))) + "\n"
+        wanted[src] = nbformat.writes(with_nbgrader(clean(nbformat.from_dict(nb)), src.name)) + "\n"
         wanted[students / src.name] = nbformat.writes(student_version(nb, src.name)) + "\n"
     readme = root / "README.md"
     if readme.exists():

@@ -12,7 +12,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from genimg_course import preprocess
-from genimg_course.course.exercises import Tester, exercise, random_image as _image
+from genimg_course.course.exercises import Tester, allclose, exercise, random_image as _image
 
 
 _TV, _TV1 = "torchvision.transforms.v2", "torchvision.transforms"  # torchvision's two transforms APIs
@@ -69,7 +69,7 @@ def contrast_stretch(t: Tester, fn):
     ok, out = t.call(fn, (x,), input="a (3, 8, 8) image")
     if ok and isinstance(out, torch.Tensor) and out.shape == x.shape:
         lo, hi = out.amin(dim=(-2, -1)), out.amax(dim=(-2, -1))
-        t.expect(torch.allclose(lo, torch.zeros(3), atol=1e-4) and torch.allclose(hi, torch.ones(3), atol=1e-4),
+        t.expect(allclose(lo, torch.zeros(3), atol=1e-4) and allclose(hi, torch.ones(3), atol=1e-4),
                  "a (3, 8, 8) image, low=0, high=100",
                  f"every channel should span exactly [0, 1]; got minima {lo.tolist()} and maxima {hi.tolist()}")
 
@@ -116,6 +116,6 @@ def normalize(t: Tester, fn):
     ok, out = t.call(fn, (x,), input="a (3, 4, 4) image, then denormalize")
     if ok and isinstance(out, torch.Tensor) and out.shape == x.shape and out.is_floating_point():
         back = preprocess.denormalize(out)
-        t.expect(torch.allclose(back, x, atol=1e-5), "a (3, 4, 4) image, then denormalize",
+        t.expect(allclose(back, x, atol=1e-5), "a (3, 4, 4) image, then denormalize",
                  "denormalize(normalize(x)) should give x back; the largest error is "
                  f"{(back - x).abs().max().item():.4f}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from genimg_course import vae
-from genimg_course.course.exercises import Tester, compare_tensors, describe, exercise
+from genimg_course.course.exercises import Tester, allclose, compare_tensors, describe, exercise
 
 
 def _ks_normal(u: torch.Tensor) -> float:
@@ -39,9 +39,9 @@ def reparameterize(t: Tester, fn):
                     f"expected a tensor of shape {tuple(mu.shape)}, got {describe(z)}"):
         return
     mean, std = z.mean(0), z.std(0)
-    t.expect(torch.allclose(mean, torch.tensor([2.0, -1.0]), atol=0.05), f"the same {n} rows",
+    t.expect(allclose(mean, torch.tensor([2.0, -1.0]), atol=0.05), f"the same {n} rows",
              f"the sample mean should be μ = [2.0, -1.0]; got {[round(v, 3) for v in mean.tolist()]}")
-    t.expect(torch.allclose(std, torch.tensor([0.5, 2.0]), atol=0.05), f"the same {n} rows",
+    t.expect(allclose(std, torch.tensor([0.5, 2.0]), atol=0.05), f"the same {n} rows",
              f"the sample standard deviation should be σ = exp(½ log σ²) = [0.5, 2.0]; got "
              f"{[round(v, 3) for v in std.tolist()]}. (exp(log σ²) is the variance, not σ.)")
     # two moments are not a distribution: (z − μ)/σ must be N(0, 1) (a uniform ε of variance 1 has the moments)
@@ -59,8 +59,8 @@ def reparameterize(t: Tester, fn):
     if ok and isinstance(z, torch.Tensor) and z.requires_grad:
         z.sum().backward()
         # z = μ + exp(½ log σ²) ε  ⇒  ∂z/∂μ = 1 and ∂z/∂log σ² = ½ σ ε = ½ (z − μ)
-        t.expect(m.grad is not None and torch.allclose(m.grad, torch.ones(3, 2)) and lv.grad is not None
-                 and torch.allclose(lv.grad, 0.5 * (z.detach() - m.detach()), atol=1e-5),
+        t.expect(m.grad is not None and allclose(m.grad, torch.ones(3, 2)) and lv.grad is not None
+                 and allclose(lv.grad, 0.5 * (z.detach() - m.detach()), atol=1e-5),
                  "mu, logvar (3, 2) that require grad",
                  "gradients must flow to μ (∂z/∂μ = 1) and to log σ² (∂z/∂log σ² = ½ σ ε): build z from mu and "
                  "logvar with torch ops (torch.normal(mu, std) passes no gradient)")

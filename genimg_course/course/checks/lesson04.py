@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from genimg_course import gan
-from genimg_course.course.exercises import Tester, describe, exercise
+from genimg_course.course.exercises import Tester, allclose, describe, equal, exercise
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -54,7 +54,7 @@ def generator_loss(t: Tester, fn):
     if ok and isinstance(loss, torch.Tensor) and loss.requires_grad:
         (grad,) = torch.autograd.grad(loss, x)
         expected = -torch.sigmoid(-x.detach()) / 2
-        t.expect(torch.allclose(grad, expected, atol=1e-4), "logits (−8, 0) that require grad",
+        t.expect(allclose(grad, expected, atol=1e-4), "logits (−8, 0) that require grad",
                  f"the gradient w.r.t. the logits should be −σ(−t)/B = {[round(v, 4) for v in expected.tolist()]}; "
                  f"got {[round(v, 4) for v in grad.tolist()]}")
     elif ok:
@@ -94,7 +94,7 @@ def train_step(t: Tester, fn):
         if not t.expect(abs(got[0] - want[0]) < 1e-4, where, f"loss_d: expected {want[0]:.5f}, got {got[0]:.5f} "
                         "(D's loss on real vs G(z), computed before D's update)"):
             return
-        if any(torch.equal(p, q) for p, q in zip(D.parameters(), D_before)):
+        if any(equal(p, q) for p, q in zip(D.parameters(), D_before)):
             t.fail(where, "D's parameters did not change: call loss_d.backward() and opt_d.step()")
             return
         d_diff, g_diff = _max_diff(D, D_ref), _max_diff(G, G_ref)
@@ -105,7 +105,7 @@ def train_step(t: Tester, fn):
         if not t.expect(abs(got[1] - want[1]) < 1e-4, where, f"loss_g: expected {want[1]:.5f}, got {got[1]:.5f}"
                         "\n    hint: compute G's loss with the *updated* D, after opt_d.step()"):
             return
-        if any(torch.equal(p, q) for p, q in zip(G.parameters(), G_before)):
+        if any(equal(p, q) for p, q in zip(G.parameters(), G_before)):
             t.fail(where, "G's parameters did not change: call loss_g.backward() and opt_g.step() (and do not detach "
                    "G(z) in the generator's loss)")
             return
@@ -136,11 +136,11 @@ def ema_update(t: Tester, fn):
         if not ok:
             return
         for (name, p), (_, q) in zip(model.state_dict().items(), model_before.items()):
-            if not torch.equal(p, q):
+            if not equal(p, q):
                 t.fail(where, f"the model itself changed ({name}); only ema may be updated")
                 return
         for (name, got), (_, want) in zip(mine.state_dict().items(), ref.state_dict().items()):
-            if not torch.allclose(got.float(), want.float(), atol=1e-6):
+            if not allclose(got.float(), want.float(), atol=1e-6):
                 is_buffer = name.rsplit(".", 1)[-1].startswith(("running_", "num_batches"))
                 hint = ("copy the buffers (BatchNorm's running mean and variance) from model: "
                         "for b_ema, b in zip(ema.buffers(), model.buffers()): b_ema.copy_(b)") if is_buffer else (
@@ -167,7 +167,7 @@ def conditional_input(t: Tester, fn):
     if ok and isinstance(got, torch.Tensor) and got.shape == (10, 12):
         t.expect(got.dtype == z1.dtype, "z (10, 2), labels 0..9, n_classes=10",
                  f"expected dtype {z1.dtype} (the generator's Linear layer needs floats), got {got.dtype}")
-        t.expect(torch.equal(got[:, 2:], torch.eye(10)), "z (10, 2), labels 0..9, n_classes=10",
+        t.expect(equal(got[:, 2:], torch.eye(10)), "z (10, 2), labels 0..9, n_classes=10",
                  "the last 10 columns should be the identity matrix (row i is the one-hot code of class i)")
     elif ok:
         t.fail("z (10, 2), labels 0..9, n_classes=10", f"expected a tensor of shape (10, 12), got {describe(got)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 from genimg_course import metrics
-from genimg_course.course.exercises import Tester, describe, exercise
+from genimg_course.course.exercises import Tester, allclose, describe, exercise
 
 
 def _close_number(t: Tester, fn, args: tuple, expected: float, input: str, rel: float = 1e-6, abs_: float = 1e-6,
@@ -89,7 +89,7 @@ def precision_recall(t: Tester, fn):
     ok, got = t.call(fn, (real, fake, 3), input="fake: a narrow cluster inside the real cloud, k=3")
     if ok:
         expected = metrics.precision_recall(real, fake, 3)
-        t.expect(isinstance(got, tuple) and len(got) == 2 and np.allclose([float(v) for v in got], expected),
+        t.expect(isinstance(got, tuple) and len(got) == 2 and allclose([float(v) for v in got], expected),
                  "fake: a narrow cluster inside the real cloud, k=3",
                  f"expected (precision, recall) = ({expected[0]:.4f}, {expected[1]:.4f}), got {got!r}\n    hint: the "
                  "radius of each point is the distance to its k-th nearest neighbour in its *own* set (not itself); "
@@ -97,7 +97,7 @@ def precision_recall(t: Tester, fn):
     left, right = np.array([[0.0], [1], [2], [3]]), np.array([[6.0], [7], [8], [9]])  # ρ_3 = 3 for the ends
     ok, got = t.call(fn, (left, right, 3), input="1-D real points 0-3, fake 6-9, k=3: 6 is exactly ρ_3(3) = 3 from 3")
     if ok:
-        t.expect(isinstance(got, tuple) and len(got) == 2 and np.allclose([float(v) for v in got], (0.25, 0.25)),
+        t.expect(isinstance(got, tuple) and len(got) == 2 and allclose([float(v) for v in got], (0.25, 0.25)),
                  "1-D real points 0-3, fake 6-9, k=3: 6 is exactly ρ_3(3) = 3 from 3",
                  f"expected (0.2500, 0.2500), got {got!r}\n    hint: the balls are closed: a point at distance "
                  "exactly ρ_k lies inside (use <=, not <), so 6 is in the ball of 3 and 3 in the ball of 6")
@@ -106,7 +106,7 @@ def precision_recall(t: Tester, fn):
     expected_line = metrics.precision_recall(line, probe, 3)
     ok, got = t.call(fn, (line, probe, 3), input="1-D real points 0-3 and 10-13, fake 5.5 and 20-23, k=3")
     if ok:
-        t.expect(isinstance(got, tuple) and len(got) == 2 and np.allclose([float(v) for v in got], expected_line),
+        t.expect(isinstance(got, tuple) and len(got) == 2 and allclose([float(v) for v in got], expected_line),
                  "1-D real points 0-3 and 10-13, fake 5.5 and 20-23, k=3",
                  f"expected ({expected_line[0]:.4f}, {expected_line[1]:.4f}), got {got!r}\n    hint: 5.5 lies "
                  "inside the ball around 3 only if its radius is the distance to the 3rd neighbour (0), not the 2nd")
@@ -114,6 +114,6 @@ def precision_recall(t: Tester, fn):
     expected5 = metrics.precision_recall(line, probe5, 5)
     ok, got = t.call(fn, (line, probe5, 5), input="the same real points, fake 7 and 20.5-24.5, k=5")
     if ok:
-        t.expect(isinstance(got, tuple) and len(got) == 2 and np.allclose([float(v) for v in got], expected5),
+        t.expect(isinstance(got, tuple) and len(got) == 2 and allclose([float(v) for v in got], expected5),
                  "the same real points, fake 7 and 20.5-24.5, k=5",
                  f"expected ({expected5[0]:.4f}, {expected5[1]:.4f}), got {got!r} (use the k you are given)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from genimg_course import diffusion
-from genimg_course.course.exercises import Tester, compare_tensors, describe, exercise
+from genimg_course.course.exercises import Tester, allclose, compare_tensors, describe, equal, exercise
 
 
 def _schedule(T: int = 10) -> torch.Tensor:
@@ -70,12 +70,12 @@ def ddpm_loss(t: Tester, fn):
         t.fail(where, "the network was never called: the loss compares model(x_t, t) with the noise")
         return
     seen_x, seen_t, _ = model.calls[0]
-    if seen_x.shape == x_t.shape and not torch.allclose(seen_x, x_t, atol=1e-5):
+    if seen_x.shape == x_t.shape and not allclose(seen_x, x_t, atol=1e-5):
         hint = ("you passed x0 itself: the network sees the *noised* image x_t = q_sample(x0, t, noise, alpha_bar)"
-                if torch.allclose(seen_x, x0) else "the network's input must be x_t = q_sample(x0, t, noise, alpha_bar)")
+                if allclose(seen_x, x0) else "the network's input must be x_t = q_sample(x0, t, noise, alpha_bar)")
         t.fail(where, f"the network was called with the wrong image\n    hint: {hint}")
         return
-    if not torch.equal(seen_t.long(), steps):
+    if not equal(seen_t.long(), steps):
         t.fail(where, f"the network was called with times {seen_t.tolist()}, expected the steps t = {steps.tolist()}")
         return
     expected = diffusion.ddpm_loss(_Recorder(), x0, steps, noise, ab)
@@ -83,7 +83,7 @@ def ddpm_loss(t: Tester, fn):
     if message:
         target_x0 = torch.nn.functional.mse_loss(_Recorder()(x_t, steps), x0)
         hint = ("the target is the noise ε, not the clean image x0" if isinstance(got, torch.Tensor)
-                and got.shape == () and torch.allclose(got, target_x0) else
+                and got.shape == () and allclose(got, target_x0) else
                 "F.mse_loss(prediction, noise): the *mean* over every pixel of every image, one number")
         t.fail(where, message + f"\n    hint: {hint}")
     else:
@@ -144,10 +144,10 @@ def flow_matching_loss(t: Tester, fn):
         t.fail(where, "the network was never called: the loss compares model(x_t, t) with the velocity ε − x0")
         return
     seen_x, seen_t, _ = model.calls[0]
-    if seen_x.shape == x_t.shape and not torch.allclose(seen_x, x_t, atol=1e-5):
+    if seen_x.shape == x_t.shape and not allclose(seen_x, x_t, atol=1e-5):
         backwards = diffusion.flow_interpolate(noise, x0, times)
         hint = ("x_t = (1 − t) x0 + t ε: at t = 0 the image, at t = 1 the noise (you have them the other way round)"
-                if torch.allclose(seen_x, backwards, atol=1e-5) else "the network's input is x_t = (1 − t) x0 + t ε, "
+                if allclose(seen_x, backwards, atol=1e-5) else "the network's input is x_t = (1 − t) x0 + t ε, "
                 "with t reshaped to (B, 1, 1, 1)")
         t.fail(where, f"the network was called with the wrong image\n    hint: {hint}")
         return
@@ -156,7 +156,7 @@ def flow_matching_loss(t: Tester, fn):
     if message:
         flipped = torch.nn.functional.mse_loss(_Recorder()(x_t, times), x0 - noise)
         hint = ("the velocity is d x_t / d t = ε − x0 (from the image towards the noise), not x0 − ε"
-                if isinstance(got, torch.Tensor) and got.shape == () and torch.allclose(got, flipped)
+                if isinstance(got, torch.Tensor) and got.shape == () and allclose(got, flipped)
                 else "F.mse_loss(prediction, noise - x0): the mean over every pixel of every image")
         t.fail(where, message + f"\n    hint: {hint}")
     else:

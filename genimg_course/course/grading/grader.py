@@ -2,30 +2,36 @@
 
 For each submitted notebook:
 
-1. read it (any nbformat version; unreadable files are reported, not fatal) and tell
-   which lesson it is from the exercises it contains;
-2. take only the student's *answer cells* (by nbgrader ``grade_id``, else by the
-   function they define) and put them into a fresh copy of the released notebook, so
-   every check cell and test is the instructor's; after each answer, insert a hidden
-   cell that grades it (``grading_kernel.grade``);
-3. run that notebook in its own process and kernel (``python -m genimg_course.course.grading.grader
-   worker``), with a per-cell and a whole-notebook time limit and a memory limit; the
-   parent kills the whole process group if the worker outlives its limit, so nothing
-   one submission does can stop or slow down the batch;
-4. score every exercise whose hidden cell reported, and write ``grades.csv``,
-   ``feedback/STUDENT.html`` and a summary table.
+1. read it (a regular file only, within a time limit; any nbformat version; a file that is not valid
+   JSON or not a valid notebook is reported for that submission alone) and tell which lesson it is
+   from the exercises it contains;
+2. take only the student's *answer cells* (by the function they define, else by nbgrader ``grade_id``)
+   and put them into a fresh copy of the released notebook, so every check cell and test is the
+   instructor's; run that notebook in its own process and kernel (``python -m
+   genimg_course.course.grading.grader worker``) with a per-cell and a whole-notebook time limit and a
+   memory limit, for the feedback page: outputs, errors, where it stopped, and whether it replaced any
+   of the course's or the libraries' functions (hidden cells, ``kernel.report``);
+3. score every answer in another process where only the answer's *definitions* exist
+   (``answers``: no top-level statement of the student's cell runs there, values are compared as plain
+   arrays with expected values recorded before any student code ran, the reference is detected by the
+   identity of its code);
+4. check that no file of the course changed on disk, and write ``grades.csv``,
+   ``feedback/STUDENT.html`` and a summary table. The parent kills a worker's whole process group when
+   it outlives its limit, so nothing one submission does can stop or slow down the batch.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import html
 import json
 import os
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -37,6 +43,7 @@ from pathlib import Path
 
 import nbformat
 
+from genimg_course.course.grading.answers import limit_memory
 from genimg_course.course.notebooks import compute_checksum
 
 MAX_OUTPUT_CHARS = 4000  # per cell, in the feedback
@@ -45,7 +52,11 @@ SUSPICIOUS = {  # names whose use in an answer cell means "reaches into the grad
     "setattr": "setattr()", "__code__": "__code__", "_getframe": "sys._getframe", "f_locals": "frame.f_locals",
     "f_back": "frame.f_back", "get_objects": "gc.get_objects", "sys.modules": "sys.modules",
     "grading_kernel": "the grader", "EXERCISES": "the exercise table", "builtins": "builtins",
+    "setprofile": "sys.setprofile", "settrace": "sys.settrace", "__closure__": "__closure__",
+    "cell_contents": "a closure's cells", "__wrapped__": "__wrapped__", "__globals__": "__globals__",
 }
+MAX_READ_SECONDS = 20  # reading one submission file
+MAX_FILE_BYTES = 200 * 2**20  # a notebook with big outputs is a few MB; 200 MB is not a notebook
 
 
 _RUNNING: set[int] = set()  # process groups of the workers now running (killed on Ctrl-C)
@@ -103,25 +114,119 @@ def released_notebooks(root: Path) -> dict[str, nbformat.NotebookNode]:
     return lessons
 
 
-def read_submission(path: Path) -> nbformat.NotebookNode:
-    """Read any nbformat version as version 4; a clear ValueError for anything else."""
+def read_bytes(path: Path, timeout: float = MAX_READ_SECONDS, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a *regular* file, read within ``timeout`` seconds; a clear ValueError for anything else.
+
+    Opened without blocking and checked with fstat, so a FIFO or a device named ``*.ipynb`` (a tarball can
+    carry one) is refused at once instead of hanging the batch; a slow disk or network share is given up
+    after ``timeout`` seconds.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise ValueError(f"cannot be opened ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"not a regular file but {_file_kind(info.st_mode)}; skipped")
+        if info.st_size > limit:
+            raise ValueError(f"{info.st_size / 2**20:.0f} MB is too large for a notebook (the limit is "
+                             f"{limit // 2**20} MB)")
+        box: dict = {}
+
+        def read():
+            try:
+                box["data"] = f.read(limit + 1)
+            except OSError as err:
+                box["error"] = err
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if reader.is_alive():
+            raise ValueError(f"reading the file took longer than {timeout:g} s; skipped")
+    if "error" in box:
+        raise ValueError(f"cannot be read ({box['error']})")
+    return box["data"][:limit]
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_submission(path: Path) -> nbformat.NotebookNode:
+    """Read any nbformat version as version 4; a clear ValueError, naming every bad field, for anything else."""
+    try:
+        text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("not a text file (is it really a .ipynb notebook?)") from None
     if not text.strip():
         raise ValueError("the file is empty")
     try:
         raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
-                         "was the notebook saved completely?") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        where = f"line {err.lineno}, column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else \
+            "nested too deeply"
+        raise ValueError(f"not valid JSON ({where}); was the notebook saved completely?") from None
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise ValueError("valid JSON, but not a Jupyter notebook (no cells)")
+    problems = schema_problems(raw)  # as written, in its own nbformat version
+    if not problems:
+        try:
+            nb = nbformat.reads(text, as_version=4, capture_validation_error={})
+        except Exception as err:  # noqa: BLE001 - nbformat raises many kinds of errors
+            raise ValueError(f"not a notebook nbformat can read ({type(err).__name__}: {str(err)[:300]})") from None
+        problems = schema_problems(nb)  # and as converted to version 4
+    if problems:
+        more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+        raise ValueError("valid JSON, but not a valid notebook: " + "; ".join(problems[:8]) + more)
+    return nb
+
+
+def schema_problems(nb) -> list[str]:
+    """What nbformat's schema finds wrong in ``nb``, each with where: ``cells[3].source: 5 is not of type ...``."""
+    from nbformat.validator import get_validator
+
+    problems = []
     try:
-        return nbformat.reads(text, as_version=4)
-    except Exception as err:  # noqa: BLE001 - nbformat raises many kinds of errors
-        raise ValueError(f"not a notebook nbformat can read ({type(err).__name__}: {err})") from None
+        version = nb.get("nbformat", 4) if isinstance(nb.get("nbformat"), int) else 4
+        minor = nb.get("nbformat_minor", 0) if isinstance(nb.get("nbformat_minor"), int) else 0
+        validator = get_validator(version, minor, name="jsonschema") or get_validator(4, 5, name="jsonschema")
+        for err in sorted(validator.iter_errors(nb), key=lambda e: list(map(str, e.absolute_path))):
+            problems += [f"{where or 'the notebook'}: {message[:160]}" for where, message in _explain(err)]
+    except Exception as err:  # noqa: BLE001 - a validator that cannot even walk the document
+        problems.append(f"the notebook cannot be validated ({type(err).__name__})")
+    # the grader's own reading of the course's metadata, which the schema leaves open
+    cells = nb.get("cells", []) if isinstance(nb.get("cells"), list) else []
+    for i, cell in enumerate(cells):
+        meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
+        if isinstance(meta, dict) and "nbgrader" in meta and not isinstance(meta["nbgrader"], dict):
+            problems.append(f"cells[{i}].metadata.nbgrader: {type(meta['nbgrader']).__name__} instead of an object")
+    return problems
+
+
+def _explain(err) -> list[tuple[str, str]]:
+    """(where, what) for one schema error; for "one of these kinds" (a cell, an output) the errors of its own kind."""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path).lstrip(".")
+    if not err.context or not isinstance(err.instance, dict):
+        return [(where, err.message)]
+    kind_key = "cell_type" if "cell_type" in err.instance else "output_type"
+    kind = err.instance.get(kind_key)
+    choices = err.schema.get("oneOf", [])
+    match = [i for i, alt in enumerate(choices) if isinstance(kind, str) and f"{kind}_" in json.dumps(alt)
+             or json.dumps(kind) in json.dumps(alt.get("properties", {}).get(kind_key, {}))]
+    if not match:
+        return [(f"{where}.{kind_key}", f"{kind!r} is not a kind of {kind_key.split('_')[0]} "
+                 "('code', 'markdown' or 'raw' for a cell)")]
+    found = []
+    for sub in err.context:
+        if sub.schema_path and sub.schema_path[0] == match[0]:
+            found += _explain(sub)
+    return found or [(where, err.message)]
 
 
 # Submissions are graded in threads (-j N), and CPython 3.11 keeps the AST constructor's recursion
@@ -244,7 +349,7 @@ def notebook_aliases(nb: nbformat.NotebookNode) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- the graded notebook
 def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.NotebookNode, lesson: str,
-                          token: str, extra_tests: str | None) -> tuple[nbformat.NotebookNode, list, list[str], dict]:
+                          token: str) -> tuple[nbformat.NotebookNode, list, list[str], dict]:
     """A fresh copy of the released notebook with the student's answers and hidden grading cells.
 
     Returns (notebook, pre-decided results, notes, {exercise: index of its check cell}).
@@ -274,11 +379,12 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
             preset.append(ExerciseResult(ex.name, 0, ex.points, *problem))
             continue  # the released stub stays in place, so the notebook runs on with the reference
         nb.cells[slot].source = source
-    # hidden cells: one first (fingerprint the course before any student code), one after each answer
+        nb.cells[slot].metadata["genimg_answer"] = ex.name  # (not written to the feedback; read back below)
+    # hidden cells: one first (fingerprint the course before any student code), one after each answer (has the
+    # notebook replaced any of the course's or the libraries' functions?)
     graded_names = {r.exercise for r in preset}
-    begin = nbformat.v4.new_code_cell(
-        f"import genimg_course.course.grading.kernel as _genimg_grading\n_genimg_grading.begin({extra_tests!r})",
-        metadata={"tags": [HIDDEN_TAG]})
+    begin = nbformat.v4.new_code_cell("import genimg_course.course.grading.kernel as _genimg_grading\n"
+                                      "_genimg_grading.begin()", metadata={"tags": [HIDDEN_TAG]})
     begin["id"] = "genimg-grading-begin"
     cells = [begin]
     check_cells = {}
@@ -288,7 +394,7 @@ def build_graded_notebook(released: nbformat.NotebookNode, submission: nbformat.
         if cell.metadata.get("nbgrader", {}).get("solution") and grade_id not in graded_names:
             hidden = nbformat.v4.new_code_cell(
                 f"import genimg_course.course.grading.kernel as _genimg_grading\n"
-                f"_genimg_grading.grade({grade_id!r}, {token!r}, globals())", metadata={"tags": [HIDDEN_TAG]})
+                f"_genimg_grading.report({grade_id!r}, {token!r})", metadata={"tags": [HIDDEN_TAG]})
             hidden["id"] = f"genimg-grading-{grade_id}"
             cells.append(hidden)
         if grade_id.startswith("check_"):
@@ -318,19 +424,6 @@ def changed_locked_cells(released: nbformat.NotebookNode, submission: nbformat.N
 
 
 # ----------------------------------------------------------------------------- the worker process
-def _limit_memory(megabytes: int) -> None:
-    """Cap this process's data segment; the kernel it starts inherits the limit.
-
-    RLIMIT_DATA counts heap and anonymous memory (what arrays use) but not mapped libraries,
-    so importing torch still works, and a runaway allocation fails with MemoryError inside
-    the student's notebook instead of taking the machine down.
-    """
-    import resource
-
-    limit = megabytes * 2**20
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-
-
 def run_worker(spec_path: str) -> int:
     """Execute one graded notebook (called as ``python -m genimg_course.course.grading.grader worker SPEC``)."""
     import asyncio
@@ -340,11 +433,11 @@ def run_worker(spec_path: str) -> int:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     spec = json.loads(Path(spec_path).read_text())
-    _limit_memory(spec["memory"])  # before the kernel starts, so that it inherits the limit
+    limit_memory(spec["memory"])  # before the kernel starts, so that it inherits the limit
     nb = nbformat.read(spec["notebook"], as_version=4)
     out_path = Path(spec["results"])
     token = spec["token"]
-    state = {"results": {}, "errors": [], "outputs": {}, "stopped": ""}
+    state = {"results": {}, "errors": [], "outputs": {}, "stopped": "", "stopped_at": None}
 
     def save():
         tmp = out_path.with_suffix(".tmp")
@@ -379,11 +472,13 @@ def run_worker(spec_path: str) -> int:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     state["stopped"] = f"the notebook ran past its time limit of {spec['timeout']} s"
+                    state["stopped_at"] = index
                     break
                 client.timeout = max(1, min(spec["timeout_cell"], int(remaining) + 1))
                 try:
                     await client.async_execute_cell(cell, index)
                 except CellTimeoutError:
+                    state["stopped_at"] = index
                     if client.timeout < spec["timeout_cell"]:  # cut short by the notebook's own limit
                         state["stopped"] = (f"the notebook ran past its time limit of {spec['timeout']} s (in cell "
                                             f"{index}); later cells did not run")
@@ -392,6 +487,7 @@ def run_worker(spec_path: str) -> int:
                                             "loop?); the kernel was stopped, later cells did not run")
                     break
                 except DeadKernelError:
+                    state["stopped_at"] = index
                     state["stopped"] = (f"the kernel died in cell {index} (os._exit, a crash, or out of memory); "
                                         "later cells did not run")
                     break
@@ -418,6 +514,7 @@ def run_worker(spec_path: str) -> int:
         asyncio.run(run())
     except Exception as err:  # noqa: BLE001 - kernel start failures and the like: report, don't crash
         state["stopped"] = state["stopped"] or f"the notebook could not be run: {type(err).__name__}: {err}"
+        state["stopped_at"] = 0 if state["stopped_at"] is None else state["stopped_at"]
     save()
     return 0
 
@@ -433,60 +530,81 @@ class Limits:
 def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, expected: str | None = None,
                      extra_tests: str | None = None, workdir: Path | None = None) -> SubmissionResult:
     """Grade one notebook file; never raises for anything the file contains."""
-    from genimg_course.course.exercises import EXERCISES, exercises_for
-
     start = time.monotonic()
     result = SubmissionResult(student=student, path=str(path), notebook="", graded=False)
+    try:
+        _grade_into(result, path, lessons, limits, expected, extra_tests, workdir)
+    except Exception as err:  # noqa: BLE001 - a case nobody foresaw: this submission alone is not graded
+        result.graded, result.exercises = False, []
+        result.notebook = result.notebook or expected or ""
+        result.problem = (f"{path.name}: the grader could not grade this file ({type(err).__name__}: "
+                          f"{str(err)[:200]}); please report it")
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Limits, expected: str | None,
+                extra_tests: str | None, workdir: Path | None) -> None:
+    from genimg_course.course.exercises import EXERCISES, exercises_for
+
     try:
         submission = read_submission(path)
     except (ValueError, OSError) as err:
         result.notebook = expected or ""
         result.problem = f"{path.name}: {err}"
-        return result
+        return
     lesson, score = identify_lesson(submission, path, lessons)
     if not lesson:
         result.problem = f"{path.name}: none of the exercises of {', '.join(lessons)} is in this notebook"
-        return result
+        return
     if expected and lesson != expected:
         names = ", ".join(ex.name for ex in exercises_for(lesson))
         result.notebook = expected
         result.problem = (f"{path.name} is the notebook of lesson {lesson} (it has {names}), not {expected}: "
                           "handed in by mistake?")
-        return result
+        return
     result.notebook = lesson
     result.notes += changed_locked_cells(lessons[lesson], submission)
     token = secrets.token_hex(16)
-    graded, preset, notes, check_cells = build_graded_notebook(lessons[lesson], submission, lesson, token, extra_tests)
+    graded, preset, notes, check_cells = build_graded_notebook(lessons[lesson], submission, lesson, token)
     result.notes += notes
+    answers = {c.metadata.pop("genimg_answer"): (i, c.source) for i, c in enumerate(graded.cells)
+               if "genimg_answer" in c.metadata}
+    # every submission is graded the same way: the ci profile on its offline data, whatever the instructor's
+    # shell says (GENIMG_DATASET=mnist there would make a download part of grading)
+    env = {**os.environ, "GENIMG_PROFILE": "ci", "GENIMG_STRICT": "0", "MPLBACKEND": "Agg",
+           "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "GENIMG_DATASET": "digits", "GENIMG_COLOUR_DATASET": "shapes"}
     with tempfile.TemporaryDirectory(dir=workdir, prefix="genimg-grade-") as tmp:
         tmp = Path(tmp)
+        # 1. the whole notebook, for the feedback page
         nb_path, results_path = tmp / f"{lesson}.ipynb", tmp / "results.json"
         nbformat.write(graded, nb_path)
         spec = {"notebook": str(nb_path), "results": str(results_path), "token": token, "cwd": str(tmp),
                 "timeout_cell": limits.timeout_cell, "timeout": limits.timeout, "memory": limits.memory}
         (tmp / "spec.json").write_text(json.dumps(spec))
-        # every submission is graded the same way: the ci profile on its offline data, whatever the instructor's
-        # shell says (GENIMG_DATASET=mnist there would make a download part of grading)
-        env = {**os.environ, "GENIMG_PROFILE": "ci", "GENIMG_STRICT": "0", "MPLBACKEND": "Agg",
-               "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "GENIMG_DATASET": "digits", "GENIMG_COLOUR_DATASET": "shapes"}
-        proc = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.grader", "worker", str(tmp / "spec.json")],
-                                cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)  # its own process group: killed as a whole
-        _RUNNING.add(proc.pid)
-        try:
-            proc.wait(timeout=limits.timeout + 30)  # the worker enforces the limit; this is the watchdog
-        except subprocess.TimeoutExpired:
-            result.cell_errors.append("the grading process did not stop by itself and was killed")
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # worker, kernel and anything they started
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            _RUNNING.discard(proc.pid)
+        result.cell_errors += _run_process(["genimg_course.course.grading.grader", "worker", str(tmp / "spec.json")],
+                                           tmp, env, limits.timeout + 30)
         state = json.loads(results_path.read_text()) if results_path.exists() else {
-            "results": {}, "errors": [], "outputs": {}, "stopped": "the notebook could not be started"}
+            "results": {}, "errors": [], "outputs": {}, "stopped": "the notebook could not be started",
+            "stopped_at": 0}
+        # 2. each answer alone, for the points: the cells the notebook ran past (a cell it stopped in is not)
+        stop = state.get("stopped_at")
+        reached = [ex.name for ex in exercises_for(lesson)
+                   if ex.name in answers and (stop is None or answers[ex.name][0] < stop)]
+        scored: dict[str, dict] = {}
+        if reached:
+            work = tmp / "answers"  # an empty folder of its own: nothing the notebook wrote is importable there
+            work.mkdir()
+            aspec = {"cells": [{"exercise": n, "source": answers[n][1]} for n in reached],
+                     "context": released_imports(lessons[lesson]), "extra_tests": extra_tests,
+                     "failed_before": [r.exercise for r in preset], "timeout": limits.timeout_cell,
+                     "memory": limits.memory, "results": str(tmp / "answers.json")}
+            (tmp / "answers-spec.json").write_text(json.dumps(aspec))
+            result.cell_errors += _run_process(["genimg_course.course.grading.answers", str(tmp / "answers-spec.json")],
+                                               work, env, len(reached) * (limits.timeout_cell + 5) + 60)
+            if (tmp / "answers.json").exists():
+                scored = json.loads((tmp / "answers.json").read_text())
     result.graded = True
     result.problem = state["stopped"]
     result.cell_errors += state["errors"]
@@ -497,39 +615,93 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
         if ex.name in decided:
             result.exercises.append(decided[ex.name])
             continue
-        r = state["results"].get(ex.name)
-        if r is None:
-            why = state["stopped"] or "the grading cell did not run"
-            result.exercises.append(ExerciseResult(ex.name, 0, ex.points, "not graded", why))
-        else:
-            points = EXERCISES[ex.name].points if r["status"] == "passed" else 0
-            result.exercises.append(ExerciseResult(ex.name, points, ex.points, r["status"], r["message"]))
-    result.seconds = time.monotonic() - start
-    return result
+        tampered = state["results"].get(ex.name, {}).get("tampered")
+        r = scored.get(ex.name)
+        if tampered:  # the notebook itself replaced the course's or a library's code in or before this answer
+            r = {"status": "tampering", "message": "the notebook changed the course's or a library's code, so "
+                 "this exercise was not graded: " + ", ".join(tampered)}
+        elif r is None:
+            why = state["stopped"] if ex.name in answers and ex.name not in reached else \
+                "the process that grades the answers did not report"
+            r = {"status": "not graded", "message": why or "the grading cell did not run"}
+        points = EXERCISES[ex.name].points if r["status"] == "passed" else 0
+        result.exercises.append(ExerciseResult(ex.name, points, ex.points, r["status"], r["message"]))
+
+
+def _run_process(module_args: list[str], cwd: Path, env: dict, watchdog: float) -> list[str]:
+    """Run ``python -m MODULE ARGS`` in a process group of its own; kill the whole group when it is done or
+    outlives ``watchdog`` seconds (the process enforces its own limits; this is the backstop)."""
+    proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # its own process group
+    _RUNNING.add(proc.pid)
+    problems = []
+    try:
+        proc.wait(timeout=watchdog)
+    except subprocess.TimeoutExpired:
+        problems.append("the grading process did not stop by itself and was killed")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process, its kernel and anything they started
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        _RUNNING.discard(proc.pid)
+    return problems
+
+
+def released_imports(released: nbformat.NotebookNode) -> str:
+    """The import statements of the released notebook's code cells: the context an answer is graded in."""
+    lines = []
+    for cell in released.cells:
+        if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("solution"):
+            continue
+        try:
+            tree = parse_source(cell.source)
+        except SyntaxError:
+            continue
+        lines += [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return "\n".join(dict.fromkeys(lines))
 
 
 # ----------------------------------------------------------------------------- the batch
-def collect_submissions(paths: list[str]) -> list[tuple[str, Path]]:
-    """(student, file) for every notebook: one folder per student, one folder of files, or files."""
-    found: list[tuple[str, Path]] = []
+def collect_submissions(paths: list[str], skipped: list | None = None) -> list[tuple[str, Path]]:
+    """(student, file) for every notebook: one folder per student, one folder of files, or files.
+
+    Anything named ``*.ipynb`` that is not a regular file (a FIFO, a device, a socket, a dangling link) is
+    left out, and (student, file, a line saying why) goes to ``skipped``.
+    """
+    candidates: list[tuple[str, Path]] = []
     for arg in paths:
         p = Path(arg)
-        if p.is_file():
-            found.append((_student(p), p))
-        elif p.is_dir():
+        if p.is_dir():
             for f in sorted(p.rglob("*.ipynb")):
-                if ".ipynb_checkpoints" in f.parts:
+                if ".ipynb_checkpoints" in f.parts or f.is_dir():
                     continue
                 rel = f.relative_to(p)
-                found.append((rel.parts[0] if len(rel.parts) > 1 else _student(f), f))
+                candidates.append((rel.parts[0] if len(rel.parts) > 1 else _student(f), f))
+        elif p.exists() or p.is_symlink():
+            candidates.append((_student(p), p))
         else:
             raise FileNotFoundError(f"No such file or folder: {arg!r}")
+    found = []
+    for student, f in candidates:
+        if f.is_file():  # False for FIFOs, devices, sockets and dangling links
+            found.append((student, f))
+        elif skipped is not None:
+            skipped.append((student, f, f"skipped {f}: {_kind_of(f)}, not a notebook file"))
     seen: dict[str, int] = {}
     unique = []
     for student, f in found:
         seen[student] = seen.get(student, 0) + 1
         unique.append((student if seen[student] == 1 else f"{student}-{seen[student]}", f))
     return unique
+
+
+def _kind_of(path: Path) -> str:
+    try:
+        return _file_kind(path.stat().st_mode)
+    except OSError:
+        return "a link to nothing"
 
 
 def _student(path: Path) -> str:
@@ -556,7 +728,10 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
         raise FileNotFoundError(f"No released notebooks with exercises in {root / 'notebooks'}")
     if lesson and lesson not in lessons:
         raise ValueError(f"Unknown lesson {lesson!r}. Lessons with exercises: {', '.join(lessons)}.")
-    submissions = collect_submissions(paths)
+    skipped: list[str] = []
+    submissions = collect_submissions(paths, skipped)
+    for _, _, line in skipped:
+        print(f"genimg grade: {line}", file=sys.stderr)
     if not submissions:
         raise FileNotFoundError(f"No .ipynb files in {', '.join(paths)}")
     if lesson is None:  # the batch's lesson: the one most submissions are
@@ -574,24 +749,124 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
                   "--lesson chooses another)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     results: list[SubmissionResult] = []
+    before = course_fingerprint(root)
+    running: dict = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade_submission, f, s, lessons, limits, lesson, extra_tests)
-                   for s, f in submissions]
+        futures = {}
+        for s, f in submissions:
+            futures[pool.submit(_graded, grade_submission, running, f, s, lessons, limits, lesson, extra_tests)] = f
         try:
             for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
                 results.append(future.result())
-        except KeyboardInterrupt:  # stop every running notebook now, not when its time limit ends
+                changed = course_fingerprint(root, before)
+                if changed:  # no grade may be computed with altered checks: stop the batch
+                    culprits = sorted({str(futures[future])} | {str(p) for p in running.values()})
+                    raise CourseChanged(
+                        f"the course's files changed on disk while grading ({', '.join(changed[:5])}); the "
+                        f"submission(s) being graded then: {', '.join(culprits)}. No grades were written. Restore "
+                        "the course (git checkout / pip install --force-reinstall), move those submissions aside, "
+                        "and grade again (and see INSTRUCTORS.md, 'Threat model').")
+        except (KeyboardInterrupt, CourseChanged):  # stop every running notebook now, not when its limit ends
             for future in futures:
                 future.cancel()
-            for pgid in list(_RUNNING):
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _kill_running()
             raise
+    for student, f, line in skipped:  # the instructor sees them in the gradebook too
+        results.append(SubmissionResult(student=student, path=str(f), notebook=lesson or "", graded=False,
+                                        problem=line))
     results.sort(key=lambda r: (r.student, r.path))
     write_reports(results, out)
     return results
+
+
+class CourseChanged(RuntimeError):
+    """A file of the course (or of a library the checks use) changed on disk during the batch."""
+
+
+def _graded(grade, running: dict, path: Path, *args) -> SubmissionResult:
+    """``grade(path, *args)``, noting in ``running`` which submission this thread is grading meanwhile."""
+    key = threading.get_ident()
+    running[key] = path
+    try:
+        return grade(path, *args)
+    finally:
+        running.pop(key, None)
+
+
+def _kill_running() -> None:
+    for pgid in list(_RUNNING):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def course_fingerprint(root: Path, before: dict | None = None):
+    """A hash of every file the grading depends on; with ``before``, the list of what changed since then.
+
+    The course's package and released notebooks by content; the libraries the checks use (torch,
+    torchvision, numpy, nbformat, nbclient) and the interpreter's site-packages and IPython start-up
+    folders by name, size and modification time (hashing all of torch per submission would cost seconds).
+    """
+    import genimg_course
+
+    prints: dict[str, str] = {}
+    package = Path(genimg_course.__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")) + sorted((root / "notebooks").glob("*.ipynb")):
+        try:
+            prints[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            prints[str(path)] = "unreadable"
+    import importlib.util
+    import site
+
+    folders = [Path(p) for p in site.getsitepackages() + [site.getusersitepackages()]]
+    folders.append(Path.home() / ".ipython" / "profile_default" / "startup")
+    for name in ("torch", "torchvision", "numpy", "nbformat", "nbclient", "ipykernel"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.submodule_search_locations:
+            folders += [Path(p) for p in spec.submodule_search_locations]
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        entries = folder.iterdir() if folder.name in ("site-packages", "startup", "dist-packages") else \
+            folder.rglob("*.py")
+        for path in entries:
+            try:
+                info = path.stat()
+                prints[str(path)] = f"{info.st_size}:{info.st_mtime_ns}"
+            except OSError:
+                continue
+    if before is None:
+        return prints
+    return sorted(k for k in set(before) | set(prints) if before.get(k) != prints.get(k))
+
+
+def _csv_cell(value):
+    """A cell that a spreadsheet shows as text: one starting with =, +, -, @, a tab or a carriage return is a
+    formula to Excel and LibreOffice, so it gets a leading apostrophe (OWASP's advice for CSV exports)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def feedback_names(students: list[str]) -> dict[str, str]:
+    """{student: feedback file name}, unique per student whatever the names (zoë and zoé, Bob and bob).
+
+    A name that is not plain ASCII letters, digits, ``_.-`` keeps a readable stem plus 8 hex digits of a
+    hash of the whole name; so does a name that would clash with another on a case-insensitive disk.
+    """
+    names: dict[str, str] = {}
+    stems = {s: re.sub(r"[^A-Za-z0-9_.-]", "_", s).lstrip(".")[:60] or "student" for s in students}
+    clashes: dict[str, int] = {}
+    for s in students:
+        clashes[stems[s].casefold()] = clashes.get(stems[s].casefold(), 0) + 1
+    for s in students:
+        stem = stems[s]
+        if stem != s or clashes[stem.casefold()] > 1:
+            stem = f"{stem}-{hashlib.sha256(s.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+        names[s] = f"{stem}.html"
+    return names
 
 
 def write_reports(results: list[SubmissionResult], out: Path) -> int:
@@ -601,18 +876,26 @@ def write_reports(results: list[SubmissionResult], out: Path) -> int:
         writer.writerow(["student", "notebook", "exercise", "points", "max_points", "status", "message"])
         for r in results:
             for e in r.exercises:
-                writer.writerow([r.student, r.notebook, e.exercise, e.points, e.max_points, e.status, e.message])
+                writer.writerow(map(_csv_cell, [r.student, r.notebook, e.exercise, e.points, e.max_points, e.status,
+                                                e.message]))
             status = "graded" if r.graded and not r.problem else ("partly graded" if r.graded else "not graded")
-            writer.writerow([r.student, r.notebook, "TOTAL", r.points, r.max_points, status, r.problem])
+            writer.writerow(map(_csv_cell, [r.student, r.notebook, "TOTAL", r.points, r.max_points, status,
+                                            r.problem]))
     (out / "feedback").mkdir(exist_ok=True)
     by_student: dict[str, list[SubmissionResult]] = {}
     for r in results:
         by_student.setdefault(r.student, []).append(r)
+    files = feedback_names(list(by_student))
     for student, rs in by_student.items():
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", student)
-        (out / "feedback" / f"{safe}.html").write_text(feedback_html(student, rs), encoding="utf-8")
+        (out / "feedback" / files[student]).write_text(feedback_html(student, rs), encoding="utf-8")
+    (out / "feedback" / "index.csv").write_text("student,feedback\n" + "".join(
+        f"{_csv_quote(_csv_cell(s))},{files[s]}\n" for s in by_student), encoding="utf-8")
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     return len(by_student)
+
+
+def _csv_quote(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
 
 
 def feedback_html(student: str, results: list[SubmissionResult]) -> str:
