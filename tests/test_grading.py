@@ -209,9 +209,9 @@ def answer_cases(tmp_path_factory):
     order = [ex.name for ex in exercises_for(LESSON)]
     procs = {}
     for case, (exercise, source) in ANSWER_CASES.items():
-        spec = {"cells": [{"exercise": n, "source": source if n == exercise else solved[n]} for n in order],
-                "context": context, "extra_tests": None, "failed_before": [], "timeout": 8, "memory": 2048,
-                "results": str(tmp / f"{case}.json")}
+        spec = {"lesson": LESSON, "context": context, "extra_tests": None, "memory": 2048, "failed_before": [],
+                "cells": [{"exercise": n, "source": source if n == exercise else solved[n]} for n in order],
+                "timeout": 5 if case == "loops_in_tests" else 60, "results": str(tmp / f"{case}.json")}
         (tmp / f"{case}.spec").write_text(json.dumps(spec))
         procs[case] = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers",
                                         str(tmp / f"{case}.spec")], cwd=tmp,
@@ -230,7 +230,7 @@ def answer_cases(tmp_path_factory):
     ("agree_tensor", "failed", "an object of type Agree"),
     ("top_level_only", "missing", "no function `gray_world`"),
     ("overflow_in_tests", "not graded", "died"),
-    ("loops_in_tests", "not graded", "time limit of 8 s"),
+    ("loops_in_tests", "not graded", "time limit of 5 s"),
 ])
 def test_answers_the_first_grader_accepted_score_nothing(answer_cases, case, status, words):
     exercise = ANSWER_CASES[case][0]

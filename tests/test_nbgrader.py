@@ -19,7 +19,7 @@ import pytest
 from genimg_course.course import lessons
 from genimg_course.course.notebooks import BEGIN, END, STUB
 
-pytest.importorskip("nbgrader", reason="nbgrader is not installed (pip install -e '.[dev]')")
+pytest.importorskip("nbgrader", reason="nbgrader is not installed (pip install -e '.[nbgrader]'; make does)")
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = "01_preprocessing"  # the quickest lesson with exercises

@@ -1,8 +1,8 @@
 """Grade each answer in a process where only the answer's definitions exist. Not for students.
 
 ``genimg grade`` runs a student's whole notebook in a Jupyter kernel, but only for the feedback page (its
-outputs, its errors, where it stopped). The points come from here, one process per submission
-(``python -m genimg_course.course.grading.answers SPEC``):
+outputs, its errors, where it stopped). The points come from here, one process per batch (``Server``,
+``python -m genimg_course.course.grading.answers serve SPEC``) that forks a handler per submission:
 
 0. Before any student code exists in this process, it imports the course and runs every check of the
    lesson on the *reference* implementation, recording each expected value the checks compare with
@@ -237,12 +237,108 @@ def _run_child(task, timeout: float) -> dict:
                 "overflow, os._exit, or out of memory)"}
 
 
-def grade_all(spec: dict) -> dict[str, dict]:
-    """Every answer of ``spec`` (see ``main``), each in its own child; {exercise: {"status", "message"}}."""
+class Server:
+    """What the grader talks to: one process per batch that never runs student code itself.
+
+    It imports the course, records the lesson's expected values and fingerprints the libraries once; then,
+    for each submission it is sent, it forks a handler, which forks one child per answer (``_run_child``).
+    So each answer is graded in a fresh copy of a process in which no student code ever ran, and the
+    cost of importing torch is paid once per batch, not once per submission.
+    """
+
+    def __init__(self, lesson: str, context: str, extra_tests: str | None, memory: int, workdir, env: dict):
+        import subprocess
+        import tempfile
+        import threading
+
+        self.folder = Path(tempfile.mkdtemp(prefix="genimg-answers-", dir=workdir))
+        spec = {"lesson": lesson, "context": context, "extra_tests": extra_tests, "memory": memory}
+        (self.folder / "server.json").write_text(json.dumps(spec))
+        self.proc = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers", "serve",
+                                      str(self.folder / "server.json")], cwd=self.folder, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)  # its own process group: killed as a whole
+        self.lock, self.count, self.ready = threading.Lock(), 0, None
+
+    def _wait_ready(self, timeout: float = 180) -> bool:
+        if self.ready is None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            self.ready = bool(ready) and self.proc.stdout.readline().strip() == b"ready"
+        return self.ready
+
+    def grade(self, cells: list[dict], failed_before: list[str], timeout: float) -> dict[str, dict]:
+        """Grade one submission's answers; {exercise: {"status", "message"}} (not graded, with why, on failure)."""
+        with self.lock:
+            ok = self._wait_ready() and self.proc.poll() is None
+            self.count += 1
+            request = self.folder / f"request-{self.count}.json"
+        results = request.with_suffix(".out")
+        if ok:
+            request.write_text(json.dumps({"cells": cells, "failed_before": failed_before, "timeout": timeout,
+                                           "results": str(results)}))
+            with self.lock:
+                try:
+                    self.proc.stdin.write(f"{request}\n".encode())
+                    self.proc.stdin.flush()
+                except OSError:
+                    ok = False
+        deadline = time.monotonic() + len(cells) * (timeout + 5) + 30
+        while ok and not results.exists() and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.05)
+        if results.exists():
+            return json.loads(results.read_text())
+        why = ("the process that grades the answers could not start" if not ok else
+               "the process that grades the answers stopped" if self.proc.poll() is not None else
+               "grading the answers ran past its time limit")
+        pid = request.with_suffix(".pid")
+        if pid.exists():  # a handler that outlived every limit
+            try:
+                os.kill(int(pid.read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        return {c["exercise"]: {"status": "not graded", "message": why} for c in cells}
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server, its handlers and their children
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def serve(spec_path: str) -> int:
+    """``python -m genimg_course.course.grading.answers serve SPEC``: the server's side (see ``Server``)."""
+    spec = json.loads(Path(spec_path).read_text())
+    limit_memory(spec["memory"])
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]  # nothing importable from the work folder
+    setup = prepare(spec)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the system
+    print("ready", flush=True)
+    for line in sys.stdin:
+        request = Path(line.strip())
+        if os.fork() == 0:  # the handler: a copy of this process, still without any student code
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # so that it can wait for its own children
+            try:
+                request.with_suffix(".pid").write_text(str(os.getpid()))
+                job = json.loads(request.read_text())
+                results = grade_request(setup, job)
+                out = Path(job["results"])
+                out.with_suffix(".tmp").write_text(json.dumps(results))
+                os.replace(out.with_suffix(".tmp"), out)
+            finally:
+                os._exit(0)
+    return 0
+
+
+def prepare(spec: dict) -> dict:
+    """Import the course, load the instructor's tests, and record the expected values with the reference."""
     import torch
 
     from genimg_course.course import checks
-    from genimg_course.course.exercises import EXERCISES, Tester
+    from genimg_course.course.exercises import EXERCISES, Tester, exercises_for
     from genimg_course.course.grading import kernel
 
     torch.set_num_threads(1)
@@ -256,36 +352,44 @@ def grade_all(spec: dict) -> dict[str, dict]:
                 extra.setdefault(key[len("test_"):], []).append(value)
     context: dict = {}
     exec(compile(spec["context"], "<the released notebook's imports>", "exec"), context)
-    names = [cell["exercise"] for cell in spec["cells"]]
     expected = {}
-    for name in names:  # 0. expected values, from the reference, before any student code is here
-        tester = Tester(name, record={})
-        EXERCISES[name].evaluate(EXERCISES[name].reference, tester=tester)
-        expected[name] = tester.record
+    for ex in exercises_for(spec["lesson"]):  # 0. expected values, from the reference, before any student code
+        tester = Tester(ex.name, record={})
+        EXERCISES[ex.name].evaluate(ex.reference, tester=tester)
+        expected[ex.name] = tester.record
     kernel.take_fingerprint()
+    return {"context": context, "expected": expected, "extra": extra}
+
+
+def grade_request(setup: dict, job: dict) -> dict[str, dict]:
+    """One submission's answers, each in its own child; {exercise: {"status", "message"}}."""
     results: dict[str, dict] = {}
-    failed = set(spec.get("failed_before", []))
-    for i, name in enumerate(names):
-        cells = spec["cells"][: i + 1]
-        results[name] = _run_child(lambda: grade_answer(name, cells, context, expected[name], set(failed), extra),
-                                   spec["timeout"])
+    failed = set(job.get("failed_before", []))
+    cells = job["cells"]
+    for i, cell in enumerate(cells):
+        name = cell["exercise"]
+        results[name] = _run_child(lambda: grade_answer(name, cells[: i + 1], setup["context"],
+                                                        setup["expected"].get(name, {}), set(failed),
+                                                        setup["extra"]), job["timeout"])
         if results[name]["status"] != "passed":
             failed.add(name)
     return results
 
 
-def main(spec_path: str) -> int:
-    """``python -m genimg_course.course.grading.answers SPEC``: grade, write the results next to the spec.
+def main(argv: list[str]) -> int:
+    """``serve SPEC`` (the grader's server), or ``SPEC`` alone: grade one request and write its results.
 
-    SPEC (JSON): ``cells`` [{exercise, source}] in the notebook's order, ``context`` (the released
-    notebook's import statements), ``extra_tests`` (source or null), ``failed_before`` (exercises whose
-    answers were already scored 0), ``timeout`` (seconds per answer), ``memory`` (MB), ``results`` (path).
+    A request (JSON): ``lesson``, ``context`` (the released notebook's import statements), ``extra_tests``
+    (source or null), ``memory`` (MB), ``cells`` [{exercise, source}] in the notebook's order,
+    ``failed_before`` (exercises already scored 0), ``timeout`` (seconds per answer), ``results`` (path).
     """
-    spec = json.loads(Path(spec_path).read_text())
+    if len(argv) == 2 and argv[0] == "serve":
+        return serve(argv[1])
+    spec = json.loads(Path(argv[0]).read_text())
     limit_memory(spec["memory"])
-    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]  # nothing importable from the work folder
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
     try:
-        results = grade_all(spec)
+        results = grade_request(prepare(spec), spec)
     except Exception as err:  # noqa: BLE001 - the grader's own failure: every answer 'not graded', with why
         results = {c["exercise"]: {"status": "not graded", "message": f"the grader failed: {type(err).__name__}: "
                                    f"{err}"} for c in spec["cells"]}
@@ -296,7 +400,8 @@ def main(spec_path: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m genimg_course.course.grading.answers SPEC (the grader runs this)", file=sys.stderr)
+    if len(sys.argv) not in (2, 3):
+        print("usage: python -m genimg_course.course.grading.answers [serve] SPEC (the grader runs this)",
+              file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import nbformat
 
-from genimg_course.course.grading.answers import limit_memory
+from genimg_course.course.grading.answers import Server, limit_memory
 from genimg_course.course.notebooks import compute_checksum
 
 MAX_OUTPUT_CHARS = 4000  # per cell, in the feedback
@@ -528,12 +528,17 @@ class Limits:
 
 
 def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, expected: str | None = None,
-                     extra_tests: str | None = None, workdir: Path | None = None) -> SubmissionResult:
-    """Grade one notebook file; never raises for anything the file contains."""
+                     extra_tests: str | None = None, workdir: Path | None = None,
+                     server: Server | None = None) -> SubmissionResult:
+    """Grade one notebook file; never raises for anything the file contains.
+
+    ``server`` grades the answers (``answers.Server``, one per batch); without one, this submission starts
+    its own.
+    """
     start = time.monotonic()
     result = SubmissionResult(student=student, path=str(path), notebook="", graded=False)
     try:
-        _grade_into(result, path, lessons, limits, expected, extra_tests, workdir)
+        _grade_into(result, path, lessons, limits, expected, extra_tests, workdir, server)
     except Exception as err:  # noqa: BLE001 - a case nobody foresaw: this submission alone is not graded
         result.graded, result.exercises = False, []
         result.notebook = result.notebook or expected or ""
@@ -544,7 +549,7 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
 
 
 def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Limits, expected: str | None,
-                extra_tests: str | None, workdir: Path | None) -> None:
+                extra_tests: str | None, workdir: Path | None, server: Server | None) -> None:
     from genimg_course.course.exercises import EXERCISES, exercises_for
 
     try:
@@ -570,11 +575,7 @@ def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Lim
     result.notes += notes
     answers = {c.metadata.pop("genimg_answer"): (i, c.source) for i, c in enumerate(graded.cells)
                if "genimg_answer" in c.metadata}
-    # every submission is graded the same way: the ci profile on its offline data, whatever the instructor's
-    # shell says (GENIMG_DATASET=mnist there would make a download part of grading)
-    env = {**os.environ, "GENIMG_PROFILE": "ci", "GENIMG_STRICT": "0", "MPLBACKEND": "Agg",
-           "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "GENIMG_DATASET": "digits", "GENIMG_COLOUR_DATASET": "shapes"}
+    env = grading_env()
     with tempfile.TemporaryDirectory(dir=workdir, prefix="genimg-grade-") as tmp:
         tmp = Path(tmp)
         # 1. the whole notebook, for the feedback page
@@ -594,17 +595,15 @@ def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Lim
                    if ex.name in answers and (stop is None or answers[ex.name][0] < stop)]
         scored: dict[str, dict] = {}
         if reached:
-            work = tmp / "answers"  # an empty folder of its own: nothing the notebook wrote is importable there
-            work.mkdir()
-            aspec = {"cells": [{"exercise": n, "source": answers[n][1]} for n in reached],
-                     "context": released_imports(lessons[lesson]), "extra_tests": extra_tests,
-                     "failed_before": [r.exercise for r in preset], "timeout": limits.timeout_cell,
-                     "memory": limits.memory, "results": str(tmp / "answers.json")}
-            (tmp / "answers-spec.json").write_text(json.dumps(aspec))
-            result.cell_errors += _run_process(["genimg_course.course.grading.answers", str(tmp / "answers-spec.json")],
-                                               work, env, len(reached) * (limits.timeout_cell + 5) + 60)
-            if (tmp / "answers.json").exists():
-                scored = json.loads((tmp / "answers.json").read_text())
+            cells = [{"exercise": n, "source": answers[n][1]} for n in reached]
+            own = server is None  # graded alone (not in a batch): a server for this submission only
+            server = server or Server(lesson, released_imports(lessons[lesson]), extra_tests, limits.memory, tmp,
+                                      grading_env())
+            try:
+                scored = server.grade(cells, [r.exercise for r in preset], limits.timeout_cell)
+            finally:
+                if own:
+                    server.close()
     result.graded = True
     result.problem = state["stopped"]
     result.cell_errors += state["errors"]
@@ -626,6 +625,14 @@ def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Lim
             r = {"status": "not graded", "message": why or "the grading cell did not run"}
         points = EXERCISES[ex.name].points if r["status"] == "passed" else 0
         result.exercises.append(ExerciseResult(ex.name, points, ex.points, r["status"], r["message"]))
+
+
+def grading_env() -> dict:
+    """Every submission is graded the same way: the ci profile on its offline data, whatever the instructor's
+    shell says (GENIMG_DATASET=mnist there would make a download part of grading)."""
+    return {**os.environ, "GENIMG_PROFILE": "ci", "GENIMG_STRICT": "0", "MPLBACKEND": "Agg",
+            "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "GENIMG_DATASET": "digits", "GENIMG_COLOUR_DATASET": "shapes"}
 
 
 def _run_process(module_args: list[str], cwd: Path, env: dict, watchdog: float) -> list[str]:
@@ -751,10 +758,13 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
     results: list[SubmissionResult] = []
     before = course_fingerprint(root)
     running: dict = {}
+    server = Server(lesson, released_imports(lessons[lesson]), extra_tests, limits.memory, None, grading_env()) \
+        if lesson else None
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {}
         for s, f in submissions:
-            futures[pool.submit(_graded, grade_submission, running, f, s, lessons, limits, lesson, extra_tests)] = f
+            futures[pool.submit(_graded, grade_submission, running, f, s, lessons, limits, lesson, extra_tests,
+                                None, server)] = f
         try:
             for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
                 results.append(future.result())
@@ -770,7 +780,11 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
             for future in futures:
                 future.cancel()
             _kill_running()
+            if server:
+                server.close()
             raise
+    if server:
+        server.close()
     for student, f, line in skipped:  # the instructor sees them in the gradebook too
         results.append(SubmissionResult(student=student, path=str(f), notebook=lesson or "", graded=False,
                                         problem=line))
