@@ -78,6 +78,14 @@ def _precision_recall_open(real, fake, k=3):
     return float((d < r_real[None]).any(1).mean()), float((d.T < r_fake[None]).any(1).mean())
 
 
+def _no_grad(fn):
+    """``fn`` run under torch.no_grad(): the right value, no gradient (training then fails at backward())."""
+    def wrapped(*args, **kwargs):
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapped
+
+
 # Wrong answers a student could plausibly write: each must fail its check.
 WRONG = {
     "adjust_contrast": {
@@ -127,8 +135,10 @@ WRONG = {
         "sum over the batch too": lambda x_hat, x: (x_hat - x).pow(2).sum(),
         "absolute error": lambda x_hat, x: (x_hat - x).abs().flatten(1).sum(1).mean(),
         "detached with .item()": lambda x_hat, x: torch.tensor((x_hat - x).pow(2).flatten(1).sum(1).mean().item()),
+        "computed under no_grad": lambda x_hat, x: _no_grad(mlp.reconstruction_loss)(x_hat, x),
     },
     "mmd2": {
+        "computed under no_grad": lambda x, y, sigmas=(1.0,): _no_grad(mlp.mmd2)(x, y, sigmas),
         "only the first sigma": lambda x, y, sigmas=(1.0,): mlp.mmd2(x, y, sigmas[:1]),
         "distance instead of squared distance": lambda x, y, sigmas=(1.0,): sum(
             torch.exp(-torch.cdist(a.flatten(1), b.flatten(1)) / (2 * s**2)).mean() * c
@@ -156,6 +166,8 @@ WRONG = {
         "sign error": lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() + logvar - 1).sum(1),
         "missing the 1/2": lambda mu, logvar: (mu.pow(2) + logvar.exp() - logvar - 1).sum(1),
         "averaged over dimensions": lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(1),
+        "computed under no_grad": lambda mu, logvar: _no_grad(vae.kl_divergence)(mu, logvar),
+        "logvar detached": lambda mu, logvar: vae.kl_divergence(mu, logvar.detach()),
     },
     "frechet_distance": {
         "elementwise square root": lambda m1, s1, m2, s2: float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2)
@@ -184,6 +196,7 @@ WRONG = {
         "sum instead of mean": lambda r, f: F.softplus(-r).sum() + F.softplus(f).sum(),
         "one mean over both": lambda r, f: torch.cat([F.softplus(-r), F.softplus(f)]).mean(),
         "Wasserstein critic": lambda r, f: f.mean() - r.mean(),
+        "fake logits detached": lambda r, f: gan.discriminator_loss(r, f.detach()),
     },
     "generator_loss": {
         "minimax (saturating)": lambda f: -F.softplus(f).mean(),
@@ -228,6 +241,8 @@ WRONG = {
             - vae.kl_divergence(mu, lv),
         "mean over pixels": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
             (-F.binary_cross_entropy_with_logits(l, x, reduction="none").flatten(1).mean(1)) - vae.kl_divergence(mu, lv),
+        "decoder's logits detached": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
+            vae.elbo(x, l.detach(), mu, lv, likelihood, sigma),
         "log of sigmoid (−inf at logits ±40)": lambda x, l, mu, lv, likelihood="bernoulli", sigma=0.1:
             ((x * torch.log(torch.sigmoid(l)) + (1 - x) * torch.log(1 - torch.sigmoid(l))).flatten(1).sum(1)
              if likelihood == "bernoulli" else vae.log_likelihood(x, l, likelihood, sigma)) - vae.kl_divergence(mu, lv),
@@ -258,6 +273,7 @@ def _ddim(clip=True, recompute=False, prev_scale=True, clip_output=False):
 
 WRONG.update({
     "q_sample": {
+        "reseeds the global generator": lambda x0, t, n, ab: (torch.manual_seed(0), diffusion.q_sample(x0, t, n, ab))[1],
         "variances instead of scales": lambda x0, t, n, ab: _per(ab[t], x0) * x0 + (1 - _per(ab[t], x0)) * n,
         "one t for the whole batch": lambda x0, t, n, ab: ab[t[0]].sqrt() * x0 + (1 - ab[t[0]]).sqrt() * n,
         "noise and image swapped": lambda x0, t, n, ab: _per(ab[t], x0).sqrt() * n + (1 - _per(ab[t], x0)).sqrt() * x0,
@@ -272,6 +288,14 @@ WRONG.update({
         "drops the labels": lambda m, x0, t, n, ab, labels=None: F.mse_loss(m(diffusion.q_sample(x0, t, n, ab), t), n),
         "time as a fraction": lambda m, x0, t, n, ab, labels=None: F.mse_loss(
             m(diffusion.q_sample(x0, t, n, ab), t / len(ab), labels), n),
+        "time reshaped to (B, 1, 1, 1) for the network": lambda m, x0, t, n, ab, labels=None: F.mse_loss(
+            m(diffusion.q_sample(x0, t, n, ab), t.reshape(-1, 1, 1, 1), labels), n),
+        "computed under no_grad": lambda m, x0, t, n, ab, labels=None: _no_grad(diffusion.ddpm_loss)(
+            m, x0, t, n, ab, labels),
+        "prediction detached": lambda m, x0, t, n, ab, labels=None: F.mse_loss(
+            m(diffusion.q_sample(x0, t, n, ab), t, labels).detach(), n),
+        "fresh noise instead of the given one": lambda m, x0, t, n, ab, labels=None: diffusion.ddpm_loss(
+            m, x0, t, torch.randn_like(n), ab, labels),
     },
     "ddim_step": {
         "no clipping": _ddim(clip=False),
@@ -287,6 +311,12 @@ WRONG.update({
         "predicts the noise": lambda m, x0, t, n, labels=None: F.mse_loss(
             m(diffusion.flow_interpolate(x0, n, t), t, labels), n),
         "drops the labels": lambda m, x0, t, n, labels=None: F.mse_loss(m(diffusion.flow_interpolate(x0, n, t), t), n - x0),
+        "time reshaped to (B, 1, 1, 1) for the network": lambda m, x0, t, n, labels=None: F.mse_loss(
+            m(diffusion.flow_interpolate(x0, n, t), t.reshape(-1, 1, 1, 1), labels), n - x0),
+        "computed under no_grad": lambda m, x0, t, n, labels=None: _no_grad(diffusion.flow_matching_loss)(
+            m, x0, t, n, labels),
+        "prediction detached": lambda m, x0, t, n, labels=None: F.mse_loss(
+            m(diffusion.flow_interpolate(x0, n, t), t, labels).detach(), n - x0),
     },
     "guided": {
         "around cond": lambda c, u, w: c + w * (c - u),

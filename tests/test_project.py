@@ -127,7 +127,7 @@ def _make_dry_run(tmp_path, *args):
 def test_make_torch_cpu_installs_cpu_wheels_first(tmp_path, target):
     pip = _make_dry_run(tmp_path, target, "TORCH=cpu")
     assert pip[1] == ".venv/bin/python -m pip install --quiet --index-url https://download.pytorch.org/whl/cpu torch torchvision"
-    assert pip[2] == '.venv/bin/python -m pip install --quiet -e ".[dev]"'
+    assert pip[2] == '.venv/bin/python -m pip install --quiet -e ".[dev,nbgrader]"'
     default = _make_dry_run(tmp_path, target)
     assert not any("download.pytorch.org" in line for line in default), "the default stays PyPI's build"
 

@@ -6,7 +6,9 @@ A student can ignore this folder; an instructor or a maintainer finds everything
 - ``checks/``: the exercise checks, one module per lesson (``lesson01`` … ``lesson06``);
 - ``lessons``: the lesson list and where the course lives (links, the install cell);
 - ``notebooks``: builds the student notebooks in ``notebooks/`` from ``solutions/``;
-- ``grading/``: ``genimg grade`` (``grader``) and its side inside a student's kernel (``kernel``);
+- ``grading/``: ``genimg grade``: ``grader`` (the batch), ``submissions`` (reading what is handed in),
+  ``answers`` (each answer graded where only its definitions exist), ``kernel`` (fingerprints of the course's
+  and the libraries' functions, also inside a student's kernel), ``reports`` (grades.csv, feedback pages);
 - ``site``: the course as a static web site;
 - ``cli``: the ``genimg`` command, a thin layer over all of the above and the lessons' code.
 

@@ -157,6 +157,7 @@ class Tester:
         self.passed = 0
         self.failures: list[str] = []
         self.expected, self.record = expected, record
+        self.random_ok = False  # set by Exercise.evaluate: may the function draw from torch's global generator?
         self._seen: dict[str, int] = {}
 
     def fail(self, input: str, message: str) -> None:
@@ -167,6 +168,7 @@ class Tester:
         returns something other than tensors, numbers and tuples of them."""
         kwargs = kwargs or {}
         before = [_clone(a) if is_tensor(a) else None for a in args]
+        rng = _rng_state()
         try:
             out = fn(*args, **kwargs)
         except NotImplementedError:
@@ -179,6 +181,10 @@ class Tester:
                 self.fail(input, f"{self.name} changed its input tensor in place; compute a new tensor instead "
                                  f"(for example `y = x * 2`, not `x *= 2`)")
                 return False, None
+        if not self.random_ok and not equal(_rng_state(), rng):
+            self.fail(input, f"{self.name} changed torch's global random state (a random draw, or "
+                             "torch.manual_seed): it should use only the inputs it is given")
+            return False, None
         odd = _not_plain(out)
         if odd:
             self.fail(input, f"{self.name} returned {odd}; return a torch.Tensor (or numbers, or a tuple of them), "
@@ -205,6 +211,36 @@ class Tester:
         self.passed += 1
         return True
 
+    def gradient(self, fn: Callable, args: tuple, wrt: int, reference: Callable, input: str, what: str) -> bool:
+        """The test: gradients flow from ``fn(*args)`` back to ``args[wrt]`` (``what``), and equal the reference's.
+
+        A loss computed under ``torch.no_grad()``, or from ``.detach()``-ed or ``.item()`` values, passes a
+        value test and then breaks training at ``loss.backward()``; this test catches it.
+        """
+        def leaf():
+            return _detach(args[wrt]).clone().requires_grad_(True)
+
+        mine, theirs = leaf(), leaf()
+        ok, out = self.call(fn, args[:wrt] + (mine,) + args[wrt + 1:], input)
+        if not ok:
+            return False
+        if not is_tensor(out) or not out.requires_grad:
+            self.fail(input, f"the result does not depend on {what} through autograd; compute it with torch "
+                             "operations, without torch.no_grad(), .detach(), .item() or NumPy: training calls "
+                             "backward() on it")
+            return False
+        (got,) = torch.autograd.grad(out.sum(), mine, allow_unused=True)
+        (want,) = torch.autograd.grad(reference(*(args[:wrt] + (theirs,) + args[wrt + 1:])).sum(), theirs)
+        if got is None or not allclose(got, want, atol=1e-4, rtol=1e-3):
+            how = "it is zero" if got is None else \
+                f"the largest difference is {float(_absolute(_subtract(plain(got), plain(want))).max()):.3g}"
+            self.fail(input, f"the gradient with respect to {what} differs from the reference's ({how}): part of "
+                             "the computation is cut off from autograd (.detach(), .data, or a value rebuilt from "
+                             "numbers)")
+            return False
+        self.passed += 1
+        return True
+
     def expect(self, condition: bool, input: str, message: str) -> bool:
         """A property test: ``condition`` must hold, else ``message`` says what is wrong."""
         if condition is True or (_type(condition) in _SCALARS and bool(condition)):
@@ -215,6 +251,7 @@ class Tester:
 
 
 _clone = _TensorBase.clone
+_rng_state = torch._C.default_generator.get_state  # the global CPU generator's state, a plain uint8 tensor
 
 
 def _message(err: BaseException) -> str:
@@ -277,6 +314,7 @@ class Exercise:
     summary: str = ""
     forbidden: tuple[str, ...] = ()  # dotted names of library functions that do the exercise's whole job
     instead: str = ""  # what may be used instead: shown when an answer calls a forbidden function
+    draws_random: bool = False  # the function draws from torch's global generator (reparameterize's ε)
 
     def forbidden_message(self, uses: list[tuple[str, str]]) -> str:
         """The feedback for an answer that hands the exercise to a library: which call, and what to do instead."""
@@ -292,6 +330,7 @@ class Exercise:
         forbidden library calls is ``fn``'s).
         """
         t = tester or Tester(self.name)
+        t.random_ok = self.draws_random
         if not callable(fn):
             return CheckResult(self.name, "failed", 0, 1, [f"expected a function, got {describe(fn)}"])
         uses = uses_of_forbidden(fn, self.forbidden)
@@ -467,7 +506,8 @@ def uses_of_forbidden(fn: Callable, paths: Iterable[str]) -> list[tuple[str, str
 EXERCISES: dict[str, Exercise] = {}
 
 
-def exercise(lesson: str, points: int, reference: Callable, forbidden: Iterable[str] = (), instead: str = ""):
+def exercise(lesson: str, points: int, reference: Callable, forbidden: Iterable[str] = (), instead: str = "",
+             draws_random: bool = False):
     """Register a test function as an exercise's check; the decorated name is the check to call.
 
     ``forbidden`` names the library functions (dotted paths, e.g.
@@ -479,7 +519,7 @@ def exercise(lesson: str, points: int, reference: Callable, forbidden: Iterable[
     def register(tests: Callable[[Tester, Callable], None]) -> Callable[[Callable], Callable]:
         ex = Exercise(name=tests.__name__, lesson=lesson, points=points, reference=reference, tests=tests,
                       summary=(tests.__doc__ or "").strip().splitlines()[0] if tests.__doc__ else "",
-                      forbidden=tuple(forbidden), instead=instead)
+                      forbidden=tuple(forbidden), instead=instead, draws_random=draws_random)
         if ex.name in EXERCISES:
             raise ValueError(f"exercise {ex.name!r} is declared twice")
         EXERCISES[ex.name] = ex

@@ -51,10 +51,7 @@ def reconstruction_loss(t: Tester, fn):
     y = torch.zeros(2, 3, 2, 2)
     t.close(fn, (y + 0.5, y), torch.tensor(12 * 0.25), input="colour images (2, 3, 2, 2) all off by 0.5: "
             "12 pixel values × 0.25 = 3.0 per image")
-    ok, out = t.call(fn, (x_hat.requires_grad_(), x), input="x_hat that requires grad")
-    if ok and isinstance(out, torch.Tensor):
-        t.expect(out.requires_grad, "x_hat that requires grad",
-                 "the loss does not depend on x_hat through autograd: use torch operations, not .item() or numpy")
+    t.gradient(fn, (x_hat, x), 0, mlp.reconstruction_loss, input="x_hat that requires grad", what="x_hat")
 
 
 def _mmd2_by_loops(x, y, sigmas):
@@ -85,3 +82,5 @@ def mmd2(t: Tester, fn):
     imgs_x, imgs_y = torch.rand(3, 1, 2, 2, generator=g), torch.rand(3, 1, 2, 2, generator=g)
     t.close(fn, (imgs_x, imgs_y, (1.0,)), _mmd2_by_loops(imgs_x, imgs_y, (1.0,)),
             input="images (3, 1, 2, 2): flatten each image to a vector first", hint="x.flatten(1)")
+    t.gradient(fn, (x, y, (0.5, 2.0)), 0, mlp.mmd2, input="x (5, 3) requiring grad (the generator's samples: "
+               "it learns through them)", what="x")

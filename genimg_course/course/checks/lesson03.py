@@ -22,7 +22,7 @@ def _ks_normal(u: torch.Tensor) -> float:
     return max((i / n - cdf).abs().max().item(), (cdf - (i - 1) / n).abs().max().item())
 
 
-@exercise(lesson="03_vae", points=2, reference=vae.reparameterize,
+@exercise(lesson="03_vae", points=2, reference=vae.reparameterize, draws_random=True,
           forbidden=("torch.distributions.Normal", "torch.distributions.MultivariateNormal"),
           instead="Draw ε with `torch.randn_like(mu)` and transform it; `torch.distributions.Normal(...).rsample()` "
                   "may not be used (it is this exercise).")
@@ -85,6 +85,9 @@ def kl_divergence(t: Tester, fn):
             "the prior, so KL = 0")
     t.close(fn, (torch.ones(1, 2) * 3, torch.zeros(1, 2)), torch.tensor([9.0]), input="μ = (3, 3), σ = 1: "
             "KL = ½ (9 + 9) = 9")
+    for wrt, what in ((0, "mu"), (1, "logvar")):  # the VAE's encoder learns through both
+        t.gradient(fn, (mu, logvar), wrt, vae.kl_divergence, input=f"mu, logvar (4, 3), {what} requiring grad",
+                   what=what)
 
 
 @exercise(lesson="03_vae", points=2, reference=vae.elbo)
@@ -125,3 +128,5 @@ def elbo(t: Tester, fn):
                    "before the log (F.binary_cross_entropy clamps at −100) give the wrong number")
         else:
             t.passed += 1
+    t.gradient(fn, (x, logits, mu, logvar, "bernoulli"), 1, vae.elbo, input="binary x (3, 1, 4, 4), x_logits "
+               "requiring grad (the decoder learns through them)", what="x_logits")

@@ -35,6 +35,9 @@ def discriminator_loss(t: Tester, fn):
     r3, f3 = torch.randn(6, generator=g), torch.randn(3, generator=g)
     t.close(fn, (r3, f3), _bce(r3, 1) + _bce(f3, 0), input="6 real logits and 3 fake logits",
             hint="take the mean of each term over its own batch, then add the two means")
+    for wrt, what in ((0, "real_logits"), (1, "fake_logits")):  # D learns through both
+        t.gradient(fn, (real, fake), wrt, gan.discriminator_loss, input=f"8 real and 8 fake logits, {what} "
+                   "requiring grad", what=what)
 
 
 @exercise(lesson="04_gans", points=2, reference=gan.generator_loss)

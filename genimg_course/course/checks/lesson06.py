@@ -20,17 +20,35 @@ def _schedule(T: int = 10) -> torch.Tensor:
 
 
 class _Recorder(torch.nn.Module):
-    """A stand-in network for the loss checks: a fixed function of (x, t, labels) that remembers its inputs."""
+    """A stand-in network for the loss checks: f(x, t, labels) = a x − t/10 + labels/7 with one parameter a = 0.5
+    (so that a loss must pass gradients to it), which remembers its inputs. Like the U-Net, it takes one time
+    per image, shape (B,)."""
 
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.a = torch.nn.Parameter(torch.tensor(0.5))
 
     def forward(self, x, t, labels=None):
         self.calls.append((x.detach().clone(), t.detach().clone(), None if labels is None else labels.clone()))
         shift = t.float().reshape(-1, *([1] * (x.dim() - 1))) / 10
         bonus = 0.0 if labels is None else labels.float().reshape(-1, *([1] * (x.dim() - 1))) / 7
-        return 0.5 * x - shift + bonus
+        return self.a * x - shift + bonus
+
+
+def _learns(t: Tester, got, model: _Recorder, reference_loss, where: str) -> None:
+    """The test: the loss passes gradients to the network's parameters, the same as the reference loss does."""
+    if not (isinstance(got, torch.Tensor) and got.requires_grad):
+        t.fail(where, "the loss does not reach the network's parameters through autograd: compute it without "
+               "torch.no_grad(), .detach() or .item(): training calls loss.backward() on it")
+        return
+    (mine,) = torch.autograd.grad(got, model.a, allow_unused=True)
+    reference = _Recorder()
+    (want,) = torch.autograd.grad(reference_loss(reference), reference.a)
+    t.expect(mine is not None and allclose(mine, want, atol=1e-5), where,
+             f"the gradient of the loss with respect to the network's parameter is "
+             f"{'zero' if mine is None else round(float(mine), 5)}, expected {float(want):.5f}: the prediction must "
+             "stay connected to the network (no .detach() on it)")
 
 
 @exercise(lesson="06_diffusion", points=2, reference=diffusion.q_sample)
@@ -76,7 +94,8 @@ def ddpm_loss(t: Tester, fn):
         t.fail(where, f"the network was called with the wrong image\n    hint: {hint}")
         return
     if not equal(seen_t.long(), steps):
-        t.fail(where, f"the network was called with times {seen_t.tolist()}, expected the steps t = {steps.tolist()}")
+        t.fail(where, f"the network was called with times of shape {tuple(seen_t.shape)}, {seen_t.flatten().tolist()};"
+               f" expected the steps t = {steps.tolist()}, shape (3,): one time per image, as given")
         return
     expected = diffusion.ddpm_loss(_Recorder(), x0, steps, noise, ab)
     message = compare_tensors(got, expected, atol=1e-5)
@@ -88,6 +107,7 @@ def ddpm_loss(t: Tester, fn):
         t.fail(where, message + f"\n    hint: {hint}")
     else:
         t.passed += 1
+        _learns(t, got, model, lambda m: diffusion.ddpm_loss(m, x0, steps, noise, ab), where)
     labels = torch.tensor([4, 0, 9])
     model = _Recorder()
     t.close(fn, (model, x0, steps, noise, ab, labels), diffusion.ddpm_loss(_Recorder(), x0, steps, noise, ab, labels),
@@ -151,6 +171,11 @@ def flow_matching_loss(t: Tester, fn):
                 "with t reshaped to (B, 1, 1, 1)")
         t.fail(where, f"the network was called with the wrong image\n    hint: {hint}")
         return
+    if seen_t.shape != times.shape or not allclose(seen_t, times):
+        t.fail(where, f"the network was called with times of shape {tuple(seen_t.shape)}, {seen_t.flatten().tolist()}; "
+               f"expected t = {times.tolist()}, shape (3,)\n    hint: reshape t to (B, 1, 1, 1) for the interpolation "
+               "only, and give the network t itself: the U-Net's time embedding takes one number per image")
+        return
     expected = diffusion.flow_matching_loss(_Recorder(), x0, times, noise)
     message = compare_tensors(got, expected, atol=1e-5)
     if message:
@@ -161,6 +186,7 @@ def flow_matching_loss(t: Tester, fn):
         t.fail(where, message + f"\n    hint: {hint}")
     else:
         t.passed += 1
+        _learns(t, got, model, lambda m: diffusion.flow_matching_loss(m, x0, times, noise), where)
     labels = torch.tensor([1, 2, 3])
     t.close(fn, (_Recorder(), x0, times, noise, labels), diffusion.flow_matching_loss(_Recorder(), x0, times, noise,
             labels), atol=1e-5, input=where + ", labels (1, 2, 3)", hint="pass the labels on: model(x_t, t, labels)")

@@ -23,27 +23,29 @@ For each submitted notebook:
 from __future__ import annotations
 
 import ast
-import csv
 import hashlib
-import html
 import json
 import os
 import re
 import secrets
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from genimg_course.course.grading.answers import Server, limit_memory
+# (summary_table and student_from_name: for the CLI and the tests, which know the grader as one module)
+from genimg_course.course.grading.reports import (ExerciseResult, SubmissionResult, summary_table,  # noqa: F401
+                                                  write_reports)
+from genimg_course.course.grading.submissions import (collect_submissions, read_submission,  # noqa: F401
+                                                      student_from_name)
 from genimg_course.course.notebooks import compute_checksum
 
 MAX_OUTPUT_CHARS = 4000  # per cell, in the feedback
@@ -55,48 +57,10 @@ SUSPICIOUS = {  # names whose use in an answer cell means "reaches into the grad
     "setprofile": "sys.setprofile", "settrace": "sys.settrace", "__closure__": "__closure__",
     "cell_contents": "a closure's cells", "__wrapped__": "__wrapped__", "__globals__": "__globals__",
 }
-MAX_READ_SECONDS = 20  # reading one submission file
-MAX_FILE_BYTES = 200 * 2**20  # a notebook with big outputs is a few MB; 200 MB is not a notebook
-
-
 _RUNNING: set[int] = set()  # process groups of the workers now running (killed on Ctrl-C)
 
 # names under which the notebooks import the course's modules
 COURSE_NAMES = {"genimg_course", "check", "preprocess", "mlp", "vae", "exercises", "zoo", "data", "viz"}
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass
-class ExerciseResult:
-    exercise: str
-    points: float
-    max_points: int
-    status: str  # passed | failed | not attempted | missing | reference used | library used | tampering | not graded
-    message: str
-
-
-@dataclass
-class SubmissionResult:
-    student: str
-    path: str
-    notebook: str  # the lesson, e.g. "01_preprocessing" ("" if unknown)
-    graded: bool  # False: the submission could not be graded at all (unreadable, wrong lesson)
-    problem: str = ""  # why it could not be graded, or what went wrong while running it
-    exercises: list[ExerciseResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # changed locked cells, duplicates, ...
-    cell_errors: list[str] = field(default_factory=list)  # errors and cut outputs while running
-    feedback: dict[str, str] = field(default_factory=dict)  # exercise -> its check cell's output
-    seconds: float = 0.0
-
-    @property
-    def points(self) -> float:
-        return sum(e.points for e in self.exercises)
-
-    @property
-    def max_points(self) -> int:
-        from genimg_course.course.exercises import exercises_for
-
-        return sum(e.points for e in exercises_for(self.notebook)) if self.notebook else 0
 
 
 # ----------------------------------------------------------------------------- reading submissions
@@ -112,121 +76,6 @@ def released_notebooks(root: Path) -> dict[str, nbformat.NotebookNode]:
         if exercises_for(path.stem):
             lessons[path.stem] = nbformat.read(path, as_version=4)
     return lessons
-
-
-def read_bytes(path: Path, timeout: float = MAX_READ_SECONDS, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of a *regular* file, read within ``timeout`` seconds; a clear ValueError for anything else.
-
-    Opened without blocking and checked with fstat, so a FIFO or a device named ``*.ipynb`` (a tarball can
-    carry one) is refused at once instead of hanging the batch; a slow disk or network share is given up
-    after ``timeout`` seconds.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as err:
-        raise ValueError(f"cannot be opened ({err.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"not a regular file but {_file_kind(info.st_mode)}; skipped")
-        if info.st_size > limit:
-            raise ValueError(f"{info.st_size / 2**20:.0f} MB is too large for a notebook (the limit is "
-                             f"{limit // 2**20} MB)")
-        box: dict = {}
-
-        def read():
-            try:
-                box["data"] = f.read(limit + 1)
-            except OSError as err:
-                box["error"] = err
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if reader.is_alive():
-            raise ValueError(f"reading the file took longer than {timeout:g} s; skipped")
-    if "error" in box:
-        raise ValueError(f"cannot be read ({box['error']})")
-    return box["data"][:limit]
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "a special file"
-
-
-def read_submission(path: Path) -> nbformat.NotebookNode:
-    """Read any nbformat version as version 4; a clear ValueError, naming every bad field, for anything else."""
-    try:
-        text = read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("not a text file (is it really a .ipynb notebook?)") from None
-    if not text.strip():
-        raise ValueError("the file is empty")
-    try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        where = f"line {err.lineno}, column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else \
-            "nested too deeply"
-        raise ValueError(f"not valid JSON ({where}); was the notebook saved completely?") from None
-    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
-        raise ValueError("valid JSON, but not a Jupyter notebook (no cells)")
-    problems = schema_problems(raw)  # as written, in its own nbformat version
-    if not problems:
-        try:
-            nb = nbformat.reads(text, as_version=4, capture_validation_error={})
-        except Exception as err:  # noqa: BLE001 - nbformat raises many kinds of errors
-            raise ValueError(f"not a notebook nbformat can read ({type(err).__name__}: {str(err)[:300]})") from None
-        problems = schema_problems(nb)  # and as converted to version 4
-    if problems:
-        more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
-        raise ValueError("valid JSON, but not a valid notebook: " + "; ".join(problems[:8]) + more)
-    return nb
-
-
-def schema_problems(nb) -> list[str]:
-    """What nbformat's schema finds wrong in ``nb``, each with where: ``cells[3].source: 5 is not of type ...``."""
-    from nbformat.validator import get_validator
-
-    problems = []
-    try:
-        version = nb.get("nbformat", 4) if isinstance(nb.get("nbformat"), int) else 4
-        minor = nb.get("nbformat_minor", 0) if isinstance(nb.get("nbformat_minor"), int) else 0
-        validator = get_validator(version, minor, name="jsonschema") or get_validator(4, 5, name="jsonschema")
-        for err in sorted(validator.iter_errors(nb), key=lambda e: list(map(str, e.absolute_path))):
-            problems += [f"{where or 'the notebook'}: {message[:160]}" for where, message in _explain(err)]
-    except Exception as err:  # noqa: BLE001 - a validator that cannot even walk the document
-        problems.append(f"the notebook cannot be validated ({type(err).__name__})")
-    # the grader's own reading of the course's metadata, which the schema leaves open
-    cells = nb.get("cells", []) if isinstance(nb.get("cells"), list) else []
-    for i, cell in enumerate(cells):
-        meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
-        if isinstance(meta, dict) and "nbgrader" in meta and not isinstance(meta["nbgrader"], dict):
-            problems.append(f"cells[{i}].metadata.nbgrader: {type(meta['nbgrader']).__name__} instead of an object")
-    return problems
-
-
-def _explain(err) -> list[tuple[str, str]]:
-    """(where, what) for one schema error; for "one of these kinds" (a cell, an output) the errors of its own kind."""
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path).lstrip(".")
-    if not err.context or not isinstance(err.instance, dict):
-        return [(where, err.message)]
-    kind_key = "cell_type" if "cell_type" in err.instance else "output_type"
-    kind = err.instance.get(kind_key)
-    choices = err.schema.get("oneOf", [])
-    match = [i for i, alt in enumerate(choices) if isinstance(kind, str) and f"{kind}_" in json.dumps(alt)
-             or json.dumps(kind) in json.dumps(alt.get("properties", {}).get(kind_key, {}))]
-    if not match:
-        return [(f"{where}.{kind_key}", f"{kind!r} is not a kind of {kind_key.split('_')[0]} "
-                 "('code', 'markdown' or 'raw' for a cell)")]
-    found = []
-    for sub in err.context:
-        if sub.schema_path and sub.schema_path[0] == match[0]:
-            found += _explain(sub)
-    return found or [(where, err.message)]
 
 
 # Submissions are graded in threads (-j N), and CPython 3.11 keeps the AST constructor's recursion
@@ -671,60 +520,6 @@ def released_imports(released: nbformat.NotebookNode) -> str:
 
 
 # ----------------------------------------------------------------------------- the batch
-def collect_submissions(paths: list[str], skipped: list | None = None) -> list[tuple[str, Path]]:
-    """(student, file) for every notebook: one folder per student, one folder of files, or files.
-
-    Anything named ``*.ipynb`` that is not a regular file (a FIFO, a device, a socket, a dangling link) is
-    left out, and (student, file, a line saying why) goes to ``skipped``.
-    """
-    candidates: list[tuple[str, Path]] = []
-    for arg in paths:
-        p = Path(arg)
-        if p.is_dir():
-            for f in sorted(p.rglob("*.ipynb")):
-                if ".ipynb_checkpoints" in f.parts or f.is_dir():
-                    continue
-                rel = f.relative_to(p)
-                candidates.append((rel.parts[0] if len(rel.parts) > 1 else _student(f), f))
-        elif p.exists() or p.is_symlink():
-            candidates.append((_student(p), p))
-        else:
-            raise FileNotFoundError(f"No such file or folder: {arg!r}")
-    found = []
-    for student, f in candidates:
-        if f.is_file():  # False for FIFOs, devices, sockets and dangling links
-            found.append((student, f))
-        elif skipped is not None:
-            skipped.append((student, f, f"skipped {f}: {_kind_of(f)}, not a notebook file"))
-    seen: dict[str, int] = {}
-    unique = []
-    for student, f in found:
-        seen[student] = seen.get(student, 0) + 1
-        unique.append((student if seen[student] == 1 else f"{student}-{seen[student]}", f))
-    return unique
-
-
-def _kind_of(path: Path) -> str:
-    try:
-        return _file_kind(path.stat().st_mode)
-    except OSError:
-        return "a link to nothing"
-
-
-def _student(path: Path) -> str:
-    """A notebook named like a lesson (01_preprocessing.ipynb) is named after its folder."""
-    if re.fullmatch(r"\d\d_[a-z0-9_]+", path.stem):
-        return path.parent.name
-    return student_from_name(path.stem)
-
-
-def student_from_name(stem: str) -> str:
-    """'alice_03' -> 'alice', '03_vae_bob' -> 'bob', 'alice' -> 'alice'."""
-    name = re.sub(r"[_\-\s]*\d\d([_\-][a-z_]+?)?$", "", stem)
-    name = re.sub(r"^\d\d_[a-z]+(_[a-z]+)*?[_\-]", "", name) if re.match(r"^\d\d_", name) else name
-    return name or stem
-
-
 def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: int = 1, lesson: str | None = None,
                 extra_tests: str | None = None, progress: bool = True) -> list[SubmissionResult]:
     """Grade every submission (``jobs`` at a time) and write grades.csv and feedback/*.html."""
@@ -854,100 +649,6 @@ def course_fingerprint(root: Path, before: dict | None = None):
     if before is None:
         return prints
     return sorted(k for k in set(before) | set(prints) if before.get(k) != prints.get(k))
-
-
-def _csv_cell(value):
-    """A cell that a spreadsheet shows as text: one starting with =, +, -, @, a tab or a carriage return is a
-    formula to Excel and LibreOffice, so it gets a leading apostrophe (OWASP's advice for CSV exports)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def feedback_names(students: list[str]) -> dict[str, str]:
-    """{student: feedback file name}, unique per student whatever the names (zoë and zoé, Bob and bob).
-
-    A name that is not plain ASCII letters, digits, ``_.-`` keeps a readable stem plus 8 hex digits of a
-    hash of the whole name; so does a name that would clash with another on a case-insensitive disk.
-    """
-    names: dict[str, str] = {}
-    stems = {s: re.sub(r"[^A-Za-z0-9_.-]", "_", s).lstrip(".")[:60] or "student" for s in students}
-    clashes: dict[str, int] = {}
-    for s in students:
-        clashes[stems[s].casefold()] = clashes.get(stems[s].casefold(), 0) + 1
-    for s in students:
-        stem = stems[s]
-        if stem != s or clashes[stem.casefold()] > 1:
-            stem = f"{stem}-{hashlib.sha256(s.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
-        names[s] = f"{stem}.html"
-    return names
-
-
-def write_reports(results: list[SubmissionResult], out: Path) -> int:
-    """Write grades.csv, feedback/STUDENT.html and results.json; returns the number of feedback pages."""
-    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "notebook", "exercise", "points", "max_points", "status", "message"])
-        for r in results:
-            for e in r.exercises:
-                writer.writerow(map(_csv_cell, [r.student, r.notebook, e.exercise, e.points, e.max_points, e.status,
-                                                e.message]))
-            status = "graded" if r.graded and not r.problem else ("partly graded" if r.graded else "not graded")
-            writer.writerow(map(_csv_cell, [r.student, r.notebook, "TOTAL", r.points, r.max_points, status,
-                                            r.problem]))
-    (out / "feedback").mkdir(exist_ok=True)
-    by_student: dict[str, list[SubmissionResult]] = {}
-    for r in results:
-        by_student.setdefault(r.student, []).append(r)
-    files = feedback_names(list(by_student))
-    for student, rs in by_student.items():
-        (out / "feedback" / files[student]).write_text(feedback_html(student, rs), encoding="utf-8")
-    (out / "feedback" / "index.csv").write_text("student,feedback\n" + "".join(
-        f"{_csv_quote(_csv_cell(s))},{files[s]}\n" for s in by_student), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
-    return len(by_student)
-
-
-def _csv_quote(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
-
-
-def feedback_html(student: str, results: list[SubmissionResult]) -> str:
-    e = html.escape
-    parts = [f"<!doctype html><meta charset='utf-8'><title>Feedback for {e(student)}</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}.passed{background:#e6ffe6}"
-             ".failed,.missing,.tampering,.reference,.library{background:#ffe6e6}pre{background:#f6f6f6;padding:.5em;"
-             "white-space:pre-wrap}</style>", f"<h1>Feedback for {e(student)}</h1>"]
-    for r in results:
-        parts.append(f"<h2>{e(r.notebook or Path(r.path).name)}: {r.points:g} / {r.max_points} points</h2>")
-        parts.append(f"<p>Submitted file: <code>{e(Path(r.path).name)}</code></p>")
-        if r.problem:
-            parts.append(f"<p><strong>{'Not graded' if not r.graded else 'Problem'}:</strong> {e(r.problem)}</p>")
-        if r.exercises:
-            parts.append("<table><tr><th>exercise</th><th>points</th><th>status</th><th>details</th></tr>")
-            for x in r.exercises:
-                parts.append(f"<tr class='{e(x.status.split()[0])}'><td><code>{e(x.exercise)}</code></td>"
-                             f"<td>{x.points:g} / {x.max_points}</td><td>{e(x.status)}</td><td>{e(x.message)}</td></tr>")
-            parts.append("</table>")
-        for name, text in r.feedback.items():
-            if text.strip():
-                parts.append(f"<h3>What the check of <code>{e(name)}</code> said</h3><pre>{e(text)}</pre>")
-        if r.notes:
-            parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{e(n)}</li>" for n in r.notes) + "</ul>")
-        if r.cell_errors:
-            parts.append("<h3>Errors while running your notebook</h3><ul>"
-                         + "".join(f"<li>{e(n)}</li>" for n in r.cell_errors[:20]) + "</ul>")
-    return "\n".join(parts)
-
-
-def summary_table(results: list[SubmissionResult]) -> str:
-    rows = [("student", "notebook", "points", "status")]
-    for r in results:
-        status = "not graded: " + r.problem if not r.graded else (r.problem or "ok")
-        rows.append((r.student, r.notebook or "?", f"{r.points:g}/{r.max_points}", status[:70]))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows)
 
 
 if __name__ == "__main__":
