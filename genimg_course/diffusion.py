@@ -10,8 +10,8 @@ Two ways to turn noise into images with one network, applied many times:
   a straight line; a network v_θ(x_t, t) learns the velocity ε − x_0, and an ODE solver (Euler) integrates
   it from t = 1 (noise) back to t = 0 (an image).
 
-Both use the same small U-Net (``UNet``), which can also take a class label with a "no label" token, for
-classifier-free guidance (Ho & Salimans, 2022). Everything the lesson's exercises ask for has its
+Both use the same small U-Net (``genimg_course.unet``), which can also take a class label with a "no label"
+token, for classifier-free guidance (Ho & Salimans, 2022). Everything the lesson's exercises ask for has its
 reference here: ``q_sample``, ``ddpm_loss``, ``ddim_step``, ``ddpm_step``, ``flow_matching_loss`` and
 ``guided``.
 
@@ -30,11 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from genimg_course.common.training import (Deadline, autocast, class_labels, grad_scaler, make_loader, progress,
-                                     use_amp)
+                                           use_amp)
+from genimg_course.unet import UNet, time_embedding  # noqa: F401 - time_embedding: diffusion.time_embedding in the lesson
 
 SCHEDULES = ("linear", "cosine")
-OBJECTIVES = ("eps", "flow")  # DDPM's ε-prediction, or flow matching's velocity
-SAMPLERS = {"eps": ("ddim", "ddpm"), "flow": ("euler",)}  # the first is the default
+OBJECTIVES = ("eps", "flow")  # the path: DDPM's (√ᾱ_t x0 + √(1 − ᾱ_t) ε), or flow matching's straight line
+PREDICTIONS = ("eps", "x0", "v")  # what a network on DDPM's path predicts: the noise, the image, or v
+TIME_SAMPLINGS = ("uniform", "logit-normal")  # how flow matching draws t in training
+SPACINGS = ("linspace", "trailing")  # which of the T steps a K-step sampler visits
+SAMPLERS = {"eps": ("ddim", "ddpm", "heun"), "flow": ("euler", "heun")}  # the first is the default
 
 
 # ----------------------------------------------------------------------------- noise schedules
@@ -64,6 +68,18 @@ def make_betas(schedule: str, T: int) -> torch.Tensor:
     if schedule == "cosine":
         return cosine_betas(T)
     raise ValueError(f"Unknown noise schedule {schedule!r}. Valid schedules: {', '.join(SCHEDULES)}.")
+
+
+def zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """β rescaled so that ᾱ_T = 0 exactly (Lin et al. 2024, Algorithm 1): √ᾱ is shifted so that its last value
+    is 0 and scaled so that its first is unchanged. At t = T the model then sees pure noise, as the sampler
+    does; an ε-prediction is useless there (x̂0 = (x_T − ε)/0), so this needs x0- or v-prediction."""
+    root = torch.cumprod(1 - betas, 0).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * first / (first - last)  # √ᾱ_1 unchanged, √ᾱ_T = 0
+    alpha_bar = root**2
+    alphas = torch.cat([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1 - alphas
 
 
 def snr(alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -97,6 +113,53 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor) 
     """The clean image implied by a noise prediction: x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t."""
     a = _per_sample(alpha_bar_t, x_t)
     return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+# ----------------------------------------------------------------------------- targets: ε, x0, v and the score
+# On DDPM's path x_t = √ᾱ x0 + √(1 − ᾱ) ε, any one of ε, x0 and v = √ᾱ ε − √(1 − ᾱ) x0 (Salimans & Ho 2022)
+# gives the others from x_t; and ε is the score up to a factor: ∇ log p_t(x_t) = −ε / √(1 − ᾱ) (Tweedie).
+def v_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
+    """v = √ᾱ_t ε − √(1 − ᾱ_t) x0: the velocity of x_t along the circle (√ᾱ, √(1 − ᾱ)). alpha_bar_t: (B,)."""
+    a = _per_sample(alpha_bar_t, x0)
+    return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+
+def x0_from(out: torch.Tensor, x_t: torch.Tensor, alpha_bar_t: torch.Tensor, prediction: str) -> torch.Tensor:
+    """x̂0 from the network's output: ε → (x_t − √(1 − ᾱ) ε) / √ᾱ; x0 → itself; v → √ᾱ x_t − √(1 − ᾱ) v."""
+    a = _per_sample(alpha_bar_t, x_t)
+    if prediction == "eps":
+        return (x_t - (1 - a).sqrt() * out) / a.sqrt()
+    if prediction == "x0":
+        return out
+    return a.sqrt() * x_t - (1 - a).sqrt() * out
+
+
+def eps_from(out: torch.Tensor, x_t: torch.Tensor, alpha_bar_t: torch.Tensor, prediction: str) -> torch.Tensor:
+    """ε̂ from the network's output: ε → itself; x0 → (x_t − √ᾱ x0) / √(1 − ᾱ); v → √(1 − ᾱ) x_t + √ᾱ v."""
+    a = _per_sample(alpha_bar_t, x_t)
+    if prediction == "eps":
+        return out
+    if prediction == "x0":
+        return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+    return (1 - a).sqrt() * x_t + a.sqrt() * out
+
+
+def score_from_eps(eps: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
+    """The score ∇_x log p_t(x) = −ε / √(1 − ᾱ_t): what a noise predictor estimates, up to its factor."""
+    return -eps / _per_sample(1 - alpha_bar_t, eps).sqrt()
+
+
+def ddim_update(x0: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor, alpha_bar_prev: torch.Tensor,
+                eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """DDIM's step from x̂0 and ε̂ (Song et al. 2021, eq. 12), with stochasticity η ∈ [0, 1]:
+
+        σ = η √((1 − ᾱ_s) / (1 − ᾱ_t)) √(1 − ᾱ_t / ᾱ_s),   x_s = √ᾱ_s x̂0 + √(1 − ᾱ_s − σ²) ε̂ + σ z.
+
+    η = 0 is deterministic (``ddim_step``); η = 1 is the ancestral step (``ddpm_step``), when ε̂ agrees with x̂0."""
+    a_t, a_s = _per_sample(alpha_bar_t, x0), _per_sample(alpha_bar_prev, x0)
+    sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).clamp(min=0).sqrt()
+    out = a_s.sqrt() * x0 + (1 - a_s - sigma**2).clamp(min=0).sqrt() * eps
+    return out if eta == 0 or noise is None else out + sigma * noise
 
 
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor,
@@ -144,6 +207,17 @@ def flow_matching_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Te
     return F.mse_loss(model(flow_interpolate(x0, noise, t), t, labels), noise - x0)
 
 
+def flow_times(n: int, sampling: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
+    """n training times in (0, 1) for flow matching: uniform, or logit-normal (t = sigmoid(u), u ~ N(0, 1);
+    Esser et al. 2024, SD3), which spends more of the training on the middle of the path, where the
+    velocity is hardest to predict, and less near the ends."""
+    if sampling == "uniform":
+        return torch.rand(n, generator=generator)
+    if sampling == "logit-normal":
+        return torch.sigmoid(torch.randn(n, generator=generator))
+    raise ValueError(f"Unknown time sampling {sampling!r}. Valid: {', '.join(TIME_SAMPLINGS)}.")
+
+
 def guided(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
     """Classifier-free guidance: uncond + w · (cond − uncond). w = 0 ignores the label, w = 1 is the plain
     conditional model, w > 1 pushes further in the direction the label adds (the convention of
@@ -151,93 +225,15 @@ def guided(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
     return uncond + w * (cond - uncond)
 
 
-# ----------------------------------------------------------------------------- the network: a small U-Net
-def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of times t (B,) in [0, 1] (the Transformer's positional code, as in DDPM):
-    [cos(1000 t · f_k), sin(1000 t · f_k)] with frequencies f_k = max_period^(−k / (dim/2)). (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = 1000 * t.float()[:, None] * freqs[None]  # (B, half)
-    return torch.cat([angles.cos(), angles.sin()], dim=1)
-
-
-class ResBlock(nn.Module):
-    """Two 3×3 convolutions with GroupNorm and SiLU; the time (and label) embedding is added in between,
-    one value per channel. (B, c_in, H, W) → (B, c_out, H, W)."""
-
-    def __init__(self, c_in: int, c_out: int, emb_dim: int):
-        super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(min(8, c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(min(8, c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))  # (B, c_out, H, W)
-        h = h + self.emb(emb)[:, :, None, None]  # the time tells each channel how much noise to expect
-        h = self.conv2(F.silu(self.norm2(h)))
-        return h + self.skip(x)
-
-
-class UNet(nn.Module):
-    """The smallest U-Net that does the job on 28×28 images (three resolutions, one residual block each):
-
-        in (B, C, 28, 28) ─ conv → (B, c, 28, 28) ─ down1 ──────────────────────── skip1 ─┐
-                                                     ↓ stride 2: (B, c, 14, 14)            │
-                                                     down2 → (B, 2c, 14, 14) ── skip2 ─┐   │
-                                                     ↓ stride 2: (B, 2c, 7, 7)         │   │
-                                                     middle → (B, 2c, 7, 7)            │   │
-                                                     ↑ ×2, concat skip2 → up2 (B, 2c, 14, 14)
-                                                     ↑ ×2, concat skip1 → up1 (B, c, 28, 28)
-        out (B, C, 28, 28) ← conv ←───────────────────────────────────────────────────────┘
-
-    Image sizes must be divisible by 4. The time t (B,) in [0, 1] and, for a conditional model, the label
-    (B,) (``n_classes`` means "no label") are embedded and added inside every block.
-    """
-
-    def __init__(self, channels: int = 1, width: int = 32, n_classes: int = 0, emb_dim: int = 128):
-        super().__init__()
-        c = width
-        self.emb_dim = emb_dim
-        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        # one extra row for the "no label" token of classifier-free guidance
-        self.label_emb = nn.Embedding(n_classes + 1, emb_dim) if n_classes else None
-        self.n_classes = n_classes
-        self.conv_in = nn.Conv2d(channels, c, 3, padding=1)
-        self.down1 = ResBlock(c, c, emb_dim)
-        self.pool1 = nn.Conv2d(c, c, 3, stride=2, padding=1)
-        self.down2 = ResBlock(c, 2 * c, emb_dim)
-        self.pool2 = nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1)
-        self.middle = ResBlock(2 * c, 2 * c, emb_dim)
-        self.up2 = ResBlock(4 * c, 2 * c, emb_dim)  # input: upsampled middle (2c) + skip2 (2c)
-        self.up1 = ResBlock(3 * c, c, emb_dim)  # input: upsampled up2 (2c) + skip1 (c)
-        self.norm_out = nn.GroupNorm(min(8, c), c)
-        self.conv_out = nn.Conv2d(c, channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)  # start by predicting 0: a calm first few steps
-        nn.init.zeros_(self.conv_out.bias)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time_mlp(time_embedding(t, self.emb_dim))  # (B, emb_dim)
-        if self.label_emb is not None:
-            if labels is None:
-                labels = torch.full((len(x),), self.n_classes, device=x.device)  # no label
-            emb = emb + self.label_emb(labels)
-        h = self.conv_in(x)  # (B, c, H, W)
-        skip1 = self.down1(h, emb)  # (B, c, H, W)
-        skip2 = self.down2(self.pool1(skip1), emb)  # (B, 2c, H/2, W/2)
-        h = self.middle(self.pool2(skip2), emb)  # (B, 2c, H/4, W/4)
-        h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, 2c, H/2, W/2)
-        h = self.up2(torch.cat([h, skip2], dim=1), emb)  # (B, 2c, H/2, W/2)
-        h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, 2c, H, W)
-        h = self.up1(torch.cat([h, skip1], dim=1), emb)  # (B, c, H, W)
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W): ε or v
-
-
 # ----------------------------------------------------------------------------- the model: network + schedule
 @dataclass
 class DiffusionConfig:
     image_shape: tuple = (1, 28, 28)
-    objective: str = "eps"  # 'eps': DDPM (noise prediction); 'flow': flow matching (velocity)
+    objective: str = "eps"  # 'eps': DDPM's path and sampler family; 'flow': flow matching (velocity)
+    prediction: str = "eps"  # DDPM's path only: the network predicts 'eps' (the noise), 'x0' or 'v'
+    zero_terminal_snr: bool = False  # DDPM's path only: ᾱ_T = 0 exactly (needs prediction 'x0' or 'v')
+    time_sampling: str = "uniform"  # flow only: training times 'uniform' or 'logit-normal'
+    spacing: str = "linspace"  # DDPM's path: a K-step sampler's times, 'linspace' (T−1 … 0) or 'trailing'
     n_classes: int = 0  # > 0: class-conditional, with label dropout for classifier-free guidance
     width: int = 32  # channels of the U-Net's first level (the others have 2×)
     schedule: str = "cosine"  # DDPM only: 'linear' or 'cosine'
@@ -255,6 +251,15 @@ class DiffusionConfig:
             raise ValueError(f"Unknown objective {self.objective!r}. Valid objectives: {', '.join(OBJECTIVES)}.")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown noise schedule {self.schedule!r}. Valid schedules: {', '.join(SCHEDULES)}.")
+        for name, valid in (("prediction", PREDICTIONS), ("time_sampling", TIME_SAMPLINGS), ("spacing", SPACINGS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"Unknown {name} {getattr(self, name)!r}. Valid: {', '.join(valid)}.")
+        if self.objective == "flow" and (self.prediction != "eps" or self.zero_terminal_snr):
+            raise ValueError("prediction and zero_terminal_snr are for DDPM's path (objective 'eps'); a flow "
+                             "model always predicts the velocity")
+        if self.zero_terminal_snr and self.prediction == "eps":
+            raise ValueError("zero_terminal_snr needs prediction 'v' or 'x0': at ᾱ_T = 0 the noise is all there "
+                             "is to see, and x̂0 = (x_T − ε)/0 cannot be recovered from a noise prediction")
         if len(self.image_shape) != 3 or self.image_shape[1] % 4 or self.image_shape[2] % 4:
             raise ValueError(f"image_shape must be (C, H, W) with H and W divisible by 4, got {self.image_shape}")
         if self.n_classes == 1 or self.n_classes < 0:
@@ -274,12 +279,14 @@ class DiffusionModel(nn.Module):
         self.net = UNet(cfg.image_shape[0], cfg.width, cfg.n_classes)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         betas = make_betas(cfg.schedule, cfg.T)
+        if cfg.zero_terminal_snr:
+            betas = zero_terminal_snr(betas)
         # buffers: saved in checkpoints and moved by .to(device) along with the weights
         self.register_buffer("betas", betas.float())
         self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float())
 
     @property
-    def family(self) -> str:
+    def family(self) -> str:  # the path decides the family; the prediction target is a setting of it
         name = "ddpm" if self.config.objective == "eps" else "flow"
         return ("c" + name) if self.config.n_classes else name
 
@@ -297,8 +304,10 @@ class DiffusionModel(nn.Module):
 
     def loss(self, x0: torch.Tensor, labels=None, generator: torch.Generator | None = None,
              loss_fn=None) -> torch.Tensor:
-        """The training loss on a batch at random times (DDPM: t uniform in {0 … T−1}; flow: t ~ U(0, 1)).
-        ``loss_fn`` replaces ``ddpm_loss`` / ``flow_matching_loss`` (lesson 06 passes the student's)."""
+        """The training loss on a batch at random times (DDPM: t uniform in {0 … T−1}; flow: t ~ U(0, 1) or
+        logit-normal). The target is the config's prediction: ε (``ddpm_loss``), x0, v, or the velocity
+        (``flow_matching_loss``). ``loss_fn`` replaces ``ddpm_loss`` / ``flow_matching_loss`` (lesson 06
+        passes the student's)."""
         b = len(x0)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         if labels is not None and self.config.label_dropout > 0:  # "no label" for a random fraction
@@ -306,8 +315,12 @@ class DiffusionModel(nn.Module):
             labels = torch.where(drop, torch.full_like(labels, self.config.n_classes), labels)
         if self.config.objective == "eps":
             t = torch.randint(0, self.config.T, (b,), generator=generator).to(x0.device)
-            return (loss_fn or ddpm_loss)(self.predict, x0, t, noise, self.alpha_bar, labels)
-        t = torch.rand(b, generator=generator).to(x0.device)
+            if self.config.prediction == "eps":
+                return (loss_fn or ddpm_loss)(self.predict, x0, t, noise, self.alpha_bar, labels)
+            x_t = q_sample(x0, t, noise, self.alpha_bar)
+            target = x0 if self.config.prediction == "x0" else v_target(x0, noise, self.alpha_bar[t])
+            return F.mse_loss(self.predict(x_t, t, labels), target)
+        t = flow_times(b, self.config.time_sampling, generator).to(x0.device)
         return (loss_fn or flow_matching_loss)(self.predict, x0, t, noise, labels)
 
     # ---------------------------------------------------------------- sampling
@@ -320,11 +333,15 @@ class DiffusionModel(nn.Module):
             return None
         return class_labels(n, labels, k, device)
 
-    def _check_sampling(self, steps, sampler, guidance):
+    def _check_sampling(self, steps, sampler, guidance, eta=0.0):
         cfg = self.config
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+            raise ValueError(f"eta (DDIM's stochasticity) must be a number in [0, 1], got {eta!r}")
+        if eta and (sampler or SAMPLERS[cfg.objective][0]) != "ddim":
+            raise ValueError(f"eta is DDIM's setting; sampler {sampler or SAMPLERS[cfg.objective][0]!r} has none")
         sampler = sampler or SAMPLERS[cfg.objective][0]
         if sampler not in SAMPLERS[cfg.objective]:
-            kind = "DDPM (ε-prediction)" if cfg.objective == "eps" else "flow-matching"
+            kind = "DDPM-path" if cfg.objective == "eps" else "flow-matching"
             raise ValueError(f"sampler {sampler!r} does not fit a {kind} model. Valid samplers for "
                              f"{self.family!r}: {', '.join(SAMPLERS[cfg.objective])}.")
         steps = cfg.steps if steps is None else steps
@@ -353,56 +370,110 @@ class DiffusionModel(nn.Module):
         cond, uncond = both[:b], both[b:]
         return (guide_fn or guided)(cond, uncond, guidance)
 
-    def timesteps(self, steps: int) -> list[int]:
-        """DDPM/DDIM: ``steps`` integer times, evenly spaced from T − 1 down to 0 (respacing, Nichol &
-        Dhariwal 2021). Flow: not used (Euler takes ``steps`` equal steps from t = 1 to 0)."""
-        return torch.linspace(self.config.T - 1, 0, steps).round().long().unique_consecutive().tolist()
+    def timesteps(self, steps: int, spacing: str | None = None) -> list[int]:
+        """DDPM's path: the ``steps`` integer times a K-step sampler visits, from high noise down (respacing,
+        Nichol & Dhariwal 2021); after the last it jumps to ᾱ = 1, the clean image.
+
+        'linspace': evenly from T − 1 down to 0. Its last network evaluation is at t = 0, where the noise is
+        below one 8-bit level, so only K − 1 of its K jumps remove noise that matters. 'trailing' (Lin et al.
+        2024): T − 1, T − 1 − T/K, …, T/K − 1 (for K = 20 of T = 1000: 999, 949, …, 49): K useful jumps, as
+        Euler's K equal steps of t. Flow: not used (its samplers take ``steps`` equal steps of t from 1 to 0)."""
+        spacing = spacing or self.config.spacing
+        T = self.config.T
+        if spacing == "trailing":
+            times = (torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1).long()
+        elif spacing == "linspace":
+            times = torch.linspace(T - 1, 0, steps).round().long()
+        else:
+            raise ValueError(f"Unknown spacing {spacing!r}. Valid: {', '.join(SPACINGS)}.")
+        return times.clamp(0, T - 1).unique_consecutive().tolist()
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels=None, steps: int | None = None,
                sampler: str | None = None, guidance: float | None = None, trajectory: int = 0,
-               guide_fn=None, step_fn=None):
+               guide_fn=None, step_fn=None, eta: float = 0.0, spacing: str | None = None,
+               clipped_model_output: bool = False):
         """n images (n, C, H, W) in [−1, 1], from the moving-average network.
 
-        steps: sampler steps (default ``config.steps``); sampler: 'ddim' (default) or 'ddpm' for an
-        ε-model, 'euler' for a flow model; labels (conditional models): a class or n classes (default:
+        steps: sampler steps (default ``config.steps``); sampler: 'ddim' (default), 'ddpm' (ancestral) or
+        'heun' (second order: two network evaluations per step but the last) on DDPM's path, 'euler'
+        (default) or 'heun' for a flow model; labels (conditional models): a class or n classes (default:
         every class in turn); guidance: the scale w of classifier-free guidance (default ``config.guidance``).
-        trajectory > 0: also return ``trajectory`` snapshots of x along the way, first = pure noise.
-        guide_fn / step_fn replace ``guided`` and the step function (lesson 06 passes the student's).
-        The noise comes from ``generator`` on the CPU, so a seed gives the same images on every device.
+        eta: DDIM's stochasticity in [0, 1] (0: deterministic, 1: ancestral); spacing: 'linspace' or
+        'trailing' (``timesteps``; default ``config.spacing``); clipped_model_output: carry forward the ε
+        re-derived from the clipped x̂0 instead of the network's own (GLIDE; diffusers'
+        ``use_clipped_model_output``). trajectory > 0: also return ``trajectory`` snapshots of x along the
+        way, first = pure noise. guide_fn / step_fn replace ``guided`` and the step function (lesson 06 passes
+        the student's). The noise comes from ``generator`` on the CPU, so a seed gives the same images on
+        every device.
         """
-        steps, sampler, guidance = self._check_sampling(steps, sampler, guidance)
+        steps, sampler, guidance = self._check_sampling(steps, sampler, guidance, eta)
         net = self.ema.eval()
         device = self.device
         labels = self._labels(n, labels, device)
+
+        def output(x, t):  # the network's output (ε, x0, v or the velocity) at (x, t), guided
+            return self._model_output(net, x, t, labels, guidance, guide_fn)
+
         x = torch.randn(n, *self.config.image_shape, generator=generator).to(device)
         snapshots = [x.cpu()]
-        if sampler == "euler":
+        if self.config.objective == "flow":
             ts = torch.linspace(1, 0, steps + 1)
             for i in range(steps):
                 t, t_next = ts[i], ts[i + 1]
-                v = self._model_output(net, x, t.expand(n).to(device), labels, guidance, guide_fn)
-                x = (step_fn or euler_step)(x, v, t, t_next)
+                v = output(x, t.expand(n).to(device))
+                x_next = (step_fn or euler_step)(x, v, t, t_next)
+                if sampler == "heun" and t_next > 0:  # Heun: average the slopes at both ends (Karras et al. 2022)
+                    x_next = x + (t_next - t) * (v + output(x_next, t_next.expand(n).to(device))) / 2
+                x = x_next
                 snapshots.append(x.cpu())
         else:
-            times = self.timesteps(steps)
+            times = self.timesteps(steps, spacing)
             ab = self.alpha_bar
+            lesson_step = self.config.prediction == "eps" and not clipped_model_output and eta == 0
             for i, t in enumerate(times):
                 tt = torch.full((n,), t, device=device, dtype=torch.long)
-                eps = self._model_output(net, x, tt, labels, guidance, guide_fn)
+                out = output(x, tt)
                 a_t = ab[tt]
-                a_prev = ab[times[i + 1]].expand(n) if i + 1 < len(times) else torch.ones(n, device=device)
-                if sampler == "ddim":
-                    x = (step_fn or ddim_step)(x, eps, a_t, a_prev)
+                last = i + 1 == len(times)
+                a_prev = torch.ones(n, device=device) if last else ab[times[i + 1]].expand(n)
+                noise = None if sampler == "ddim" and not eta else torch.randn(x.shape, generator=generator).to(device)
+                if sampler == "ddim" and lesson_step:  # the lesson's own step (the student's, when passed)
+                    x = (step_fn or ddim_step)(x, out, a_t, a_prev)
+                elif sampler == "ddpm" and lesson_step:
+                    x = (step_fn or ddpm_step)(x, out, a_t, a_prev, noise)
                 else:
-                    noise = torch.randn(x.shape, generator=generator).to(device)
-                    x = (step_fn or ddpm_step)(x, eps, a_t, a_prev, noise)
+                    x0, eps = self._x0_eps(out, x, a_t, clipped_model_output or sampler == "ddpm")
+                    if sampler == "heun" and not last and float(a_t[0]) > 0:
+                        # DDIM is Euler's method on the probability-flow ODE in y = x/√ᾱ, σ = √((1 − ᾱ)/ᾱ):
+                        # y_s = y_t + (σ_s − σ_t) ε. Heun takes that step, evaluates ε at its end, and redoes
+                        # the step with the mean of the two (a step to ᾱ = 1, or from ᾱ = 0, stays Euler).
+                        ahead = ddim_update(x0, eps, a_t, a_prev)
+                        _, eps_ahead = self._x0_eps(output(ahead, tt.new_full((n,), times[i + 1])), ahead, a_prev,
+                                                    clipped_model_output)
+                        eps = (eps + eps_ahead) / 2
+                        x0 = predict_x0(x, eps, a_t).clamp(-1, 1)
+                    x = ddim_update(x0, eps, a_t, a_prev, eta=1.0 if sampler == "ddpm" else eta, noise=noise)
                 snapshots.append(x.cpu())
         x = x.clamp(-1, 1)
         if trajectory:
             keep = torch.linspace(0, len(snapshots) - 1, trajectory).round().long().tolist()
             return x, [snapshots[i].clamp(-1, 1) for i in keep]
         return x
+
+    def _x0_eps(self, out, x_t, alpha_bar_t, consistent: bool):
+        """x̂0 (clipped to [−1, 1]) and ε̂ from the network's output; ``consistent``: ε̂ re-derived from the
+        clipped x̂0, so that the two describe the same point of the path."""
+        prediction = self.config.prediction
+        x0 = x0_from(out, x_t, alpha_bar_t, prediction).clamp(-1, 1)
+        if consistent:
+            a = _per_sample(alpha_bar_t, x_t)
+            return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return x0, eps_from(out, x_t, alpha_bar_t, prediction)
+
+    def evaluations(self, steps: int, sampler: str) -> int:
+        """Network evaluations per sample (guidance with 0 < w ≠ 1 doubles each): Heun's are 2K − 1."""
+        return 2 * steps - 1 if sampler == "heun" else steps
 
 
 def euler_step(x: torch.Tensor, v: torch.Tensor, t, t_next) -> torch.Tensor:

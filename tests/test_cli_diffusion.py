@@ -96,9 +96,12 @@ def test_cflow_label_and_guidance(trained, tmp_path, calls):
 
 @pytest.mark.parametrize("family,args,message", [
     ("ddpm", ["--steps", "0"], "--steps must be at least 1, got 0"),
-    ("ddpm", ["--sampler", "euler"], "sampler 'euler' does not fit a DDPM (ε-prediction) model. Valid samplers for "
-                                     "'ddpm': ddim, ddpm."),
-    ("cflow", ["--sampler", "ddim"], "Valid samplers for 'cflow': euler."),
+    ("ddpm", ["--sampler", "euler"], "sampler 'euler' does not fit a DDPM-path model. Valid samplers for "
+                                     "'ddpm': ddim, ddpm, heun."),
+    ("cflow", ["--sampler", "ddim"], "Valid samplers for 'cflow': euler, heun."),
+    ("ddpm", ["--eta", "1.5"], "eta (DDIM's stochasticity) must be a number in [0, 1], got 1.5"),
+    ("ddpm", ["--eta", "0.5", "--sampler", "ddpm"], "eta is DDIM's setting; sampler 'ddpm' has none"),
+    ("cflow", ["--eta", "0.5"], "eta is DDIM's setting; sampler 'euler' has none"),
     ("ddpm", ["--guidance", "2"], "--guidance is for a class-conditional model (cddpm, cflow)"),
     ("ddpm", ["--label", "3"], "--label is for a conditional model"),
     ("cflow", ["--label", "10"], "label 10 is out of range: this model knows classes 0..9"),
@@ -117,8 +120,27 @@ def test_sampling_errors_are_clear(trained, tmp_path, capsys, family, args, mess
 
 def test_a_bad_sampler_name_is_refused_by_the_parser(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["sample", _model(trained, "ddpm"), "--sampler", "heun", "--out", str(tmp_path / "x.npy")])
-    assert "invalid choice: 'heun'" in capsys.readouterr().err
+        main(["sample", _model(trained, "ddpm"), "--sampler", "rk4", "--out", str(tmp_path / "x.npy")])
+    assert "invalid choice: 'rk4'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family,args", [("ddpm", ["--sampler", "heun", "--spacing", "trailing"]),
+                                         ("ddpm", ["--eta", "0.5", "--clipped-eps"]), ("cflow", ["--sampler", "heun"])])
+def test_second_pass_sampling_options(trained, tmp_path, family, args):
+    out = tmp_path / "x.npy"
+    assert main(["sample", _model(trained, family), "-n", "3", "--steps", "3", *args, "--out", str(out)]) == 0
+    assert np.load(out).shape[0] == 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["flow", "--prediction", "v"], "--prediction and --zero-snr are for models on DDPM's path"),
+    (["ddpm", "--time-sampling", "logit-normal"], "--time-sampling is for flow models"),
+    (["ddpm", "--zero-snr"], "zero_terminal_snr needs prediction 'v' or 'x0'"),
+])
+def test_training_option_errors_are_one_line(tmp_path, capsys, args, message):
+    assert main(["train", *args, "--dataset", "digits", "--profile", "ci", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genimg train: error:") and message in err, err
 
 
 def test_eval_a_diffusion_checkpoint(trained, capsys, calls):

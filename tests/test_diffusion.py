@@ -494,3 +494,147 @@ def test_every_family_has_epochs_in_every_profile():
     for profile, epochs in EPOCHS.items():
         assert set(epochs) == set(MODELS), profile
         assert all(isinstance(v, int) and v >= 1 for v in epochs.values()), profile
+
+
+# ----------------------------------------------------------------------------- lesson 06, second pass
+class PredictionOracle(torch.nn.Module):
+    """The exact x0 / v / ε of a single image x0, for a model that predicts ``prediction``."""
+
+    def __init__(self, x0, alpha_bar, prediction):
+        super().__init__()
+        self.x0, self.alpha_bar, self.prediction, self.calls = x0, alpha_bar, prediction, []
+
+    def forward(self, x, time, labels=None):
+        T = len(self.alpha_bar)
+        t = torch.round(time.double() * T - 1).long()
+        self.calls.append(t.tolist())
+        a = self.alpha_bar[t].reshape(-1, 1, 1, 1)
+        eps = (x - a.sqrt() * self.x0) / (1 - a).sqrt()
+        return {"eps": eps, "x0": self.x0.expand_as(x), "v": a.sqrt() * eps - (1 - a).sqrt() * self.x0}[self.prediction]
+
+
+def test_trailing_spacing_is_lin_et_al():
+    model = _small("ddpm")
+    trailing = model.timesteps(20, "trailing")
+    assert trailing[:3] == [999, 949, 899] and trailing[-1] == 49 and len(trailing) == 20
+    assert model.timesteps(20, "linspace")[-1] == 0  # the old grid spends its last evaluation at t = 0
+    assert model.timesteps(1000, "trailing") == list(range(999, -1, -1))
+    with pytest.raises(ValueError, match="Valid: linspace, trailing"):
+        model.timesteps(5, "leading")
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_conversions_between_eps_x0_and_v_agree(prediction):
+    ab = torch.cumprod(1 - d.cosine_betas(50), 0).float()
+    x0, noise = _image(seed=4).expand(3, -1, -1, -1), torch.randn(3, 1, 12, 12, generator=_gen(5))
+    t = torch.tensor([0, 25, 49])
+    x_t, a = d.q_sample(x0, t, noise, ab), ab[t]
+    out = {"eps": noise, "x0": x0, "v": d.v_target(x0, noise, a)}[prediction]
+    torch.testing.assert_close(d.x0_from(out, x_t, a, prediction), x0, atol=2e-4, rtol=0)
+    torch.testing.assert_close(d.eps_from(out, x_t, a, prediction), noise, atol=2e-4, rtol=0)
+    # v is the derivative of x_t along the circle: x_t = cos φ x0 + sin φ ε, v = dx_t/dφ
+    phi = torch.atan2((1 - a).sqrt(), a.sqrt()).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(d.v_target(x0, noise, a), -phi.sin() * x0 + phi.cos() * noise, atol=1e-5, rtol=0)
+    torch.testing.assert_close(d.score_from_eps(noise, a), -noise / (1 - a).sqrt().reshape(-1, 1, 1, 1))
+
+
+def test_zero_terminal_snr_ends_at_pure_noise_and_needs_v_or_x0():
+    betas = d.make_betas("cosine", 1000)
+    rescaled = d.zero_terminal_snr(betas)
+    ab, ab0 = torch.cumprod(1 - rescaled, 0), torch.cumprod(1 - betas, 0)
+    assert ab[-1] == 0 and torch.isclose(ab[0], ab0[0]) and (ab[1:] <= ab[:-1]).all()
+    with pytest.raises(ValueError, match="needs prediction 'v' or 'x0'"):
+        d.DiffusionConfig(zero_terminal_snr=True)
+    with pytest.raises(ValueError, match="Valid: eps, x0, v"):
+        d.DiffusionConfig(prediction="score")
+    with pytest.raises(ValueError, match="always predicts the velocity"):
+        d.DiffusionConfig(objective="flow", prediction="v")
+
+
+@pytest.mark.parametrize("prediction,zero_snr,sampler,eta", [
+    ("v", False, "ddim", 0.0), ("v", True, "ddim", 0.0), ("x0", True, "ddpm", 0.0), ("eps", False, "ddim", 0.5),
+    ("v", True, "heun", 0.0), ("eps", False, "heun", 0.0), ("eps", False, "ddim", 1.0),
+])
+def test_every_target_and_sampler_recovers_the_image_of_an_oracle(prediction, zero_snr, sampler, eta):
+    model = _small("ddpm", image_shape=(1, 12, 12), prediction=prediction, zero_terminal_snr=zero_snr)
+    x0 = _image()
+    model.ema = PredictionOracle(x0, model.alpha_bar, prediction)
+    for spacing in ("linspace", "trailing"):
+        out = model.sample(3, _gen(2), steps=5, sampler=sampler, eta=eta, spacing=spacing)
+        torch.testing.assert_close(out, x0.expand(3, -1, -1, -1), atol=5e-3, rtol=0)
+
+
+def test_heun_evaluates_twice_per_step_but_the_last():
+    model = _small("ddpm", image_shape=(1, 12, 12))
+    model.ema = oracle = EpsOracle(_image(), model.alpha_bar)
+    model.sample(2, _gen(0), steps=4, sampler="heun", spacing="trailing")
+    assert len(oracle.calls) == model.evaluations(4, "heun") == 7
+    flow = _small("flow", image_shape=(1, 12, 12))
+    flow.ema = voracle = VelocityOracle(_image())
+    flow.sample(2, _gen(0), steps=4, sampler="heun")
+    assert len(voracle.calls) == 7
+
+
+def test_heun_is_second_order_on_a_curved_flow():
+    """On dx/dt = x (a field that curves the paths), halving the step divides Heun's error by ~4, Euler's by ~2."""
+    model = _small("flow", image_shape=(1, 4, 4))
+
+    class Linear(torch.nn.Module):
+        def forward(self, x, time, labels=None):
+            return x
+
+    model.ema = Linear()
+    x1 = torch.randn(1, 1, 4, 4, generator=_gen(7))
+    exact = x1 * math.exp(-1.0)  # from t = 1 back to t = 0
+
+    def error(sampler, steps):
+        model_noise = torch.Generator().manual_seed(7)
+        out = model.sample(1, model_noise, steps=steps, sampler=sampler)
+        return float((torch.clamp(exact, -1, 1) - out).abs().max())
+
+    euler, heun = [error("euler", k) for k in (8, 16)], [error("heun", k) for k in (8, 16)]
+    assert heun[1] < euler[1] / 5  # second order is far more accurate at the same step
+    assert 3.0 < heun[0] / heun[1] < 5.0 and 1.6 < euler[0] / euler[1] < 2.4
+
+
+def test_ddim_eta_one_is_the_ancestral_step():
+    ab = torch.cumprod(1 - d.cosine_betas(20), 0).float()
+    x_t, eps = torch.randn(2, 1, 4, 4, generator=_gen(1)), 0.3 * torch.randn(2, 1, 4, 4, generator=_gen(2))
+    noise = torch.randn(2, 1, 4, 4, generator=_gen(3))
+    a_t, a_s = ab[torch.tensor([15, 15])], ab[torch.tensor([10, 10])]
+    x0 = d.predict_x0(x_t, eps, a_t).clamp(-1, 1)
+    consistent = (x_t - a_t.sqrt().reshape(-1, 1, 1, 1) * x0) / (1 - a_t).sqrt().reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(d.ddim_update(x0, consistent, a_t, a_s, eta=1.0, noise=noise),
+                               d.ddpm_step(x_t, eps, a_t, a_s, noise), atol=1e-5, rtol=0)
+    torch.testing.assert_close(d.ddim_update(x0, d.eps_from(eps, x_t, a_t, "eps"), a_t, a_s),
+                               d.ddim_step(x_t, eps, a_t, a_s), atol=1e-5, rtol=0)
+
+
+def test_sampling_options_are_checked():
+    model = _small("ddpm")
+    for bad in (-0.1, 1.5, "x"):
+        with pytest.raises(ValueError, match="eta"):
+            model.sample(1, steps=2, eta=bad)
+    with pytest.raises(ValueError, match="eta is DDIM's setting"):
+        model.sample(1, steps=2, sampler="heun", eta=0.5)
+    with pytest.raises(ValueError, match="Valid samplers for 'flow': euler, heun"):
+        _small("flow").sample(1, sampler="ddim")
+
+
+def test_logit_normal_times_concentrate_in_the_middle():
+    t = d.flow_times(20_000, "logit-normal", _gen(0))
+    assert 0 < float(t.min()) and float(t.max()) < 1
+    assert abs(float(t.median()) - 0.5) < 0.01
+    inner = float(((t > 0.25) & (t < 0.75)).float().mean())  # Φ(logit 0.75) − Φ(logit 0.25) = 0.727
+    assert abs(inner - 0.727) < 0.01 and abs(float(((d.flow_times(20_000, "uniform", _gen(0)) > 0.25)
+                                                     & (d.flow_times(20_000, "uniform", _gen(0)) < 0.75)).float().mean()) - 0.5) < 0.01
+    with pytest.raises(ValueError, match="Valid: uniform, logit-normal"):
+        d.flow_times(3, "beta")
+
+
+@pytest.mark.parametrize("config", [{"prediction": "v"}, {"prediction": "x0", "zero_terminal_snr": True}])
+def test_training_with_another_target_lowers_its_loss(config):
+    model = _small("ddpm", image_shape=(1, 8, 8), **config)
+    images = _image((1, 8, 8)).expand(32, -1, -1, -1).clone()
+    history = d.train_diffusion(model, images, epochs=30, batch_size=16, progress_bar=False)
+    assert sum(history["loss"][-5:]) / 5 < sum(history["loss"][:5]) / 5

@@ -100,8 +100,8 @@ def cmd_train(args) -> int:
     dataset = load_dataset(name, split="train")
     images, labels = images_of(dataset, run.n_train), labels_of(dataset, run.n_train)
     family = MODELS[args.model]
-    model = build_model(args.model, default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes),
-                                                   profile=run.profile))
+    config = default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes), profile=run.profile)
+    model = build_model(args.model, {**config, **training_options(args)})
     epochs = args.epochs if args.epochs is not None else epochs_for(args.model, run.profile, len(images))
     print(f"training {args.model} ({family.about}) on {name}: {len(images)} images, {epochs} epochs")
     start = time.perf_counter()
@@ -118,6 +118,21 @@ def cmd_train(args) -> int:
     last = {k: round(v[-1], 4) for k, v in history.items() if v}
     print(f"done in {seconds:.1f} s; last {last}; wrote {out / 'model.pt'}, history.json, samples.png")
     return 0
+
+
+def training_options(args) -> dict:
+    """--prediction, --zero-snr and --time-sampling as configuration of a diffusion or flow model."""
+    options = {}
+    if args.prediction is not None or args.zero_snr:
+        if args.model not in ("ddpm", "cddpm"):
+            raise ValueError(f"--prediction and --zero-snr are for models on DDPM's path (ddpm, cddpm), not "
+                             f"{args.model!r}")
+        options.update(prediction=args.prediction or "eps", zero_terminal_snr=args.zero_snr)
+    if args.time_sampling is not None:
+        if args.model not in ("flow", "cflow"):
+            raise ValueError(f"--time-sampling is for flow models (flow, cflow), not {args.model!r}")
+        options["time_sampling"] = args.time_sampling
+    return options
 
 
 def draw_samples(model, n: int, seed: int, labels=None, **sampling):
@@ -137,7 +152,10 @@ def draw_samples(model, n: int, seed: int, labels=None, **sampling):
 def sampling_options(args, model, family: str) -> dict:
     """--steps, --sampler and --guidance as keyword arguments of the model's ``sample``; an error for a
     model that has no sampler steps (they are only the diffusion and flow models')."""
-    options = {k: getattr(args, k) for k in ("steps", "sampler", "guidance") if getattr(args, k, None) is not None}
+    options = {k: getattr(args, k) for k in ("steps", "sampler", "guidance", "eta", "spacing")
+               if getattr(args, k, None) is not None}
+    if getattr(args, "clipped_eps", False):
+        options["clipped_model_output"] = True
     if options and family not in DIFFUSION_NAMES:
         flags = ", ".join(f"--{k}" for k in options)
         raise ValueError(f"{flags}: only for diffusion and flow models ({', '.join(DIFFUSION_NAMES)}); "
@@ -205,8 +223,8 @@ def cmd_eval(args) -> int:
     if args.n is not None and args.n < 1:
         raise ValueError(f"-n must be at least 1, got {args.n}")
     if source.suffix == ".npy":
-        if any(getattr(args, k, None) is not None for k in ("steps", "sampler", "guidance")):
-            raise ValueError("--steps, --sampler and --guidance are for sampling a checkpoint; "
+        if any(getattr(args, k, None) is not None for k in ("steps", "sampler", "guidance", "eta", "spacing")):
+            raise ValueError("--steps, --sampler, --guidance, --eta and --spacing are for sampling a checkpoint; "
                              f"{str(source)!r} already holds images")
         if not source.is_file():
             raise FileNotFoundError(f"No file {str(source)!r}")
@@ -293,13 +311,21 @@ def cmd_grade(args) -> int:
 # genimg_course.zoo.MODELS's names, here so that the parser needs no torch (a test compares the two)
 MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan", "ddpm", "flow", "cddpm", "cflow")
 DIFFUSION_NAMES = ("ddpm", "flow", "cddpm", "cflow")
-SAMPLER_NAMES = ("ddim", "ddpm", "euler")  # genimg_course.diffusion.SAMPLERS, all of them
+SAMPLER_NAMES = ("ddim", "ddpm", "heun", "euler")  # genimg_course.diffusion.SAMPLERS, all of them
 
 
 def add_sampling_arguments(p) -> None:
     p.add_argument("--steps", type=int, help="sampler steps (diffusion and flow models; default: the model's, 50)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES,
-                   help="ddim (default) or ddpm for ddpm/cddpm; euler for flow/cflow")
+                   help="ddim (default), ddpm (ancestral) or heun (second order, 2K − 1 network evaluations) for "
+                        "ddpm/cddpm; euler (default) or heun for flow/cflow")
+    p.add_argument("--eta", type=float, help="DDIM's stochasticity in [0, 1] (0, the default: deterministic; "
+                                             "1: ancestral)")
+    p.add_argument("--spacing", choices=("linspace", "trailing"),
+                   help="which of the T steps a ddpm/cddpm sampler visits: linspace (T−1 … 0, the default) or "
+                        "trailing (T−1, T−1−T/K, …, T/K−1)")
+    p.add_argument("--clipped-eps", action="store_true",
+                   help="ddpm/cddpm: carry forward the ε re-derived from the clipped x̂0, not the network's")
     p.add_argument("--guidance", type=float,
                    help="classifier-free guidance scale w for cddpm/cflow (0: ignore the label, 1: plain "
                         "conditional: the default, the best FID measured)")
@@ -337,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
                                      "and is an error when it cannot be")
     p.add_argument("--profile", choices=["ci", "cpu", "gpu"], help="the hardware profile (default: automatic)")
     p.add_argument("--epochs", type=int, help="passes over the data (default: the profile's)")
+    p.add_argument("--prediction", choices=("eps", "x0", "v"),
+                   help="ddpm/cddpm: what the network predicts: eps (the noise, the default), x0 or v")
+    p.add_argument("--zero-snr", action="store_true", help="ddpm/cddpm: rescale the schedule so that ᾱ_T = 0 "
+                                                           "(needs --prediction v or x0)")
+    p.add_argument("--time-sampling", choices=("uniform", "logit-normal"),
+                   help="flow/cflow: the training times, uniform (the default) or logit-normal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_train)
