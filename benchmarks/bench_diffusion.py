@@ -4,6 +4,10 @@
     python benchmarks/bench_diffusion.py --seconds 60 --models ddpm flow
     python benchmarks/bench_diffusion.py --device cuda      # on a GPU: also prints images/s of training
     python benchmarks/bench_diffusion.py --full-ddpm        # adds DDPM's 1,000 ancestral steps (10 min on 2 cores)
+    python benchmarks/bench_diffusion.py --models ddpm ddpm-v flow flow-ln dcgan --seed 0   # lesson 06, second pass
+
+A variant (``ddpm-v``, ``ddpm-v-zsnr``, ``flow-ln``) is its family with configuration overrides (``VARIANTS``):
+the prediction target, zero terminal SNR, the flow's time sampling.
 
 Each model trains in its own process (so its peak memory is its own) on the whole `digits` training set, with the
 lesson's configuration (zoo defaults), for ``--seconds`` of wall time, then draws 1,000 samples per sampler
@@ -27,6 +31,14 @@ N_SAMPLES = 1000
 DEFAULT_MODELS = ("ddpm", "flow", "cflow", "dcgan", "cgan", "conv-vae")
 # sampler settings per family: (label, keyword arguments of model.sample)
 SETTINGS = {
+    # lesson 06, second pass: every sampler at about 50 network evaluations, on both timestep grids
+    "ddpm-v": [("DDIM 50, linspace", {"sampler": "ddim", "steps": 50}),
+               ("DDIM 50, trailing", {"sampler": "ddim", "steps": 50, "spacing": "trailing"}),
+               ("DDIM 50, trailing, clipped ε", {"sampler": "ddim", "steps": 50, "spacing": "trailing",
+                                                  "clipped_model_output": True}),
+               ("ancestral 50, trailing", {"sampler": "ddpm", "steps": 50, "spacing": "trailing"}),
+               ("Heun 25 (49 evaluations), trailing", {"sampler": "heun", "steps": 25, "spacing": "trailing"})],
+    "flow-ln": [("Euler, 50 steps", {"steps": 50}), ("Heun 25 (49 evaluations)", {"sampler": "heun", "steps": 25})],
     "ddpm": [("DDIM, 10 steps", {"sampler": "ddim", "steps": 10}), ("DDIM, 20 steps", {"sampler": "ddim", "steps": 20}),
              ("DDIM, 50 steps", {"sampler": "ddim", "steps": 50}),
              ("DDPM ancestral, 50 steps", {"sampler": "ddpm", "steps": 50})],
@@ -42,11 +54,19 @@ SETTINGS = {
 }
 
 
+SETTINGS["ddpm-v-zsnr"] = SETTINGS["ddpm-v"]
+SECOND_PASS = {"ddpm": SETTINGS["ddpm-v"], "flow": SETTINGS["flow-ln"]}  # --second-pass: these for ddpm and flow
+# variant: (family, configuration overrides)
+VARIANTS = {"ddpm-v": ("ddpm", {"prediction": "v"}),
+            "ddpm-v-zsnr": ("ddpm", {"prediction": "v", "zero_terminal_snr": True}),
+            "flow-ln": ("flow", {"time_sampling": "logit-normal"})}
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_one(family: str, seconds: float, seed: int, device: str, full_ddpm: bool) -> dict:
+def train_one(name: str, seconds: float, seed: int, device: str, full_ddpm: bool, second_pass: bool = False) -> dict:
     import torch
 
     from genimg_course import metrics
@@ -56,7 +76,9 @@ def train_one(family: str, seconds: float, seed: int, device: str, full_ddpm: bo
 
     run = setup(seed=seed, profile="gpu" if device == "cuda" else "cpu", device=device, verbose=False)
     train = data.load_dataset("digits", split="train")
-    model = build_model(family, default_config(family, tuple(train.images.shape[1:]), n_classes=10, profile=run.profile))
+    family, overrides = VARIANTS.get(name, (name, {}))
+    model = build_model(family, {**default_config(family, tuple(train.images.shape[1:]), n_classes=10,
+                                                  profile=run.profile), **overrides})
     start = time.perf_counter()
     history = MODELS[family].train(model, train.images, run, 10**6, seed, max_seconds=seconds, progress_bar=False,
                                    labels=train.labels)
@@ -65,12 +87,12 @@ def train_one(family: str, seconds: float, seed: int, device: str, full_ddpm: bo
     train_seconds = time.perf_counter() - start
     steps = len(history["loss"] if "loss" in history else history["loss_d"])  # optimiser steps
     batch = run.batch_size if hasattr(model, "ema") and hasattr(model, "alpha_bar") else None  # diffusion: the profile's
-    result = {"model": family, "seed": seed, "device": device, "train_seconds": round(train_seconds, 1),
+    result = {"model": name, "seed": seed, "device": device, "train_seconds": round(train_seconds, 1),
               "steps": steps, "batch": batch,
               "train_images_per_second": round(steps * batch / train_seconds, 1) if batch else None,
               "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), "settings": []}
     model = model.eval()
-    settings = list(SETTINGS[family])
+    settings = list(SECOND_PASS.get(name, SETTINGS[name]) if second_pass else SETTINGS[name])
     if family == "ddpm" and full_ddpm:
         settings.append(("DDPM ancestral, 1000 steps", {"sampler": "ddpm", "steps": 1000}))
     conditional = getattr(model.config, "n_classes", 0)
@@ -116,10 +138,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--full-ddpm", action="store_true", help="also sample DDPM with all 1,000 ancestral steps")
+    parser.add_argument("--second-pass", action="store_true",
+                        help="ddpm and flow: the second pass's sampler settings (about 50 network evaluations each)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(train_one(args.one, args.seconds, args.seed, args.device, args.full_ddpm)))
+        print(json.dumps(train_one(args.one, args.seconds, args.seed, args.device, args.full_ddpm, args.second_pass)))
         return 0
     import torch
 
@@ -128,7 +152,8 @@ def main() -> int:
     results = []
     for family in args.models:
         cmd = [sys.executable, __file__, "--one", family, "--seconds", str(args.seconds), "--seed", str(args.seed),
-               "--device", args.device] + (["--full-ddpm"] if args.full_ddpm else [])
+               "--device", args.device] + (["--full-ddpm"] if args.full_ddpm else []) + \
+            (["--second-pass"] if args.second_pass else [])
         out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
         if out.returncode:
             print(out.stderr[-3000:], file=sys.stderr)
