@@ -316,3 +316,26 @@ def test_bad_arguments(tmp_path, capsys):
     assert "Unknown lesson" in capsys.readouterr().err
     assert main(["grade", str(tmp_path / "x.ipynb"), "--out", str(tmp_path / "o"), "--root", str(ROOT),
                  "--timeout", "0"]) == 2
+
+
+def test_every_lessons_solutions_get_full_points_where_only_their_definitions_exist(tmp_path):
+    """No solved answer may lean on a notebook variable that the answer process does not give it."""
+    from grading_fixtures import answer_sources as solved_answers
+
+    lessons = sorted({ex.lesson for ex in EXERCISES.values()})
+    procs = {}
+    for lesson in lessons:
+        solved = solved_answers(lesson)
+        spec = {"lesson": lesson, "context": grading.released_imports(released(lesson)), "extra_tests": None,
+                "memory": 4096, "failed_before": [], "timeout": 120, "results": str(tmp_path / f"{lesson}.json"),
+                "cells": [{"exercise": ex.name, "source": solved[ex.name]} for ex in exercises_for(lesson)]}
+        (tmp_path / f"{lesson}.spec").write_text(json.dumps(spec))
+        procs[lesson] = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers",
+                                          str(tmp_path / f"{lesson}.spec")], cwd=tmp_path,
+                                         env={**os.environ, "OMP_NUM_THREADS": "1", "GENIMG_PROFILE": "ci"})
+    for proc in procs.values():
+        proc.wait(timeout=600)
+    for lesson in lessons:
+        results = json.loads((tmp_path / f"{lesson}.json").read_text())
+        assert {name: r["status"] for name, r in results.items()} == {ex.name: "passed" for ex in exercises_for(lesson)}, \
+            (lesson, results)
