@@ -307,14 +307,16 @@ def run_worker(spec_path: str) -> int:
                     msg["content"]["text"] = text[: max(room, 0)] + "".join(f"\n{line}\n" for line in keep)
             return super().output(outs, msg, display_id, cell_index)
 
+    # startup_timeout: a kernel on a loaded machine (-j N on 2 cores) can take more than nbclient's 60 s to start,
+    # and that is no fault of the student's (seen once in CI: every exercise 'not graded')
     client = CappedClient(nb, timeout=spec["timeout_cell"], allow_errors=True, shutdown_kernel="immediate",
+                          startup_timeout=max(180, spec["timeout_cell"]),
                           kernel_manager_class=AsyncKernelManager, kernel_name="python3",
                           interrupt_on_timeout=False, resources={"metadata": {"path": spec["cwd"]}})
     client._cut = {}
-    deadline = time.monotonic() + spec["timeout"]
-
     async def run():
         async with client.async_setup_kernel():
+            deadline = time.monotonic() + spec["timeout"]  # the notebook's time starts once its kernel is up
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -434,7 +436,7 @@ def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Lim
                 "timeout_cell": limits.timeout_cell, "timeout": limits.timeout, "memory": limits.memory}
         (tmp / "spec.json").write_text(json.dumps(spec))
         result.cell_errors += _run_process(["genimg_course.course.grading.grader", "worker", str(tmp / "spec.json")],
-                                           tmp, env, limits.timeout + 30)
+                                           tmp, env, limits.timeout + 210)  # + the kernel's start-up
         state = json.loads(results_path.read_text()) if results_path.exists() else {
             "results": {}, "errors": [], "outputs": {}, "stopped": "the notebook could not be started",
             "stopped_at": 0}
