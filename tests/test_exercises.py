@@ -372,6 +372,10 @@ def test_feedback_is_specific(capsys):
     assert "changed its input tensor in place" in capsys.readouterr().out
     lesson01.normalize(lambda x, mean=0.5, std=0.5: 1 / 0)
     assert "raised ZeroDivisionError" in capsys.readouterr().out
+    # a one-number result (a loss) that is wrong: the value, not an error of the check
+    EXERCISES["generator_loss"].check(lambda fake_logits: -torch.log(torch.sigmoid(fake_logits)).mean(), strict=False)
+    out = capsys.readouterr().out
+    assert "a D that rejects every fake" in out and "expected 200.0000, got inf" in out, out
 
 
 def test_feedback_names_the_05_loopholes(capsys):

@@ -286,7 +286,7 @@ def compare_tensors(got: Any, expected: Any, atol: float = 1e-4, rtol: float = 1
     have = plain(got)
     if _any(_isnan(have), axis=None) and not _any(_isnan(want), axis=None):
         return f"the result contains NaN at {int(_sum(_isnan(have), axis=None))} position(s) (a division by zero?)"
-    diff = _absolute(_subtract(have, want))
+    diff = _array(_absolute(_subtract(have, want)), dtype=_f8)  # an array even for 0-d values (a loss)
     wrong = ~_less_equal(diff, _add(atol, _multiply(rtol, _absolute(want))))
     if not _any(wrong, axis=None):
         return None

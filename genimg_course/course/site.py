@@ -35,7 +35,7 @@ import nbformat
 from genimg_course.course import lessons
 
 PROFILES = ("ci", "cpu", "gpu")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # genimg_course/course/site.py → the repository
 
 
 @dataclass
