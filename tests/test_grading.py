@@ -204,21 +204,26 @@ def test_no_cell_of_the_gradebook_is_a_formula(batch):
 @pytest.fixture(scope="module")
 def answer_cases(tmp_path_factory):
     """Each of ANSWER_CASES graded by the answers process alone: the solved lesson with that one answer replaced."""
-    tmp = tmp_path_factory.mktemp("answers")
     context, solved = grading.released_imports(released()), answer_sources()
     order = [ex.name for ex in exercises_for(LESSON)]
+    specs = {case: {"lesson": LESSON, "context": context, "extra_tests": None, "memory": 2048, "failed_before": [],
+                    "cells": [{"exercise": n, "source": source if n == exercise else solved[n]} for n in order],
+                    "timeout": 5 if case == "loops_in_tests" else 60}
+             for case, (exercise, source) in ANSWER_CASES.items()}
+    return grade_answers(tmp_path_factory.mktemp("answers"), specs, wait=300)
+
+
+def grade_answers(folder, specs: dict, wait: float) -> dict:
+    """Run the answers process on every spec at once ({name: spec without "results"}); {name: its results}."""
     procs = {}
-    for case, (exercise, source) in ANSWER_CASES.items():
-        spec = {"lesson": LESSON, "context": context, "extra_tests": None, "memory": 2048, "failed_before": [],
-                "cells": [{"exercise": n, "source": source if n == exercise else solved[n]} for n in order],
-                "timeout": 5 if case == "loops_in_tests" else 60, "results": str(tmp / f"{case}.json")}
-        (tmp / f"{case}.spec").write_text(json.dumps(spec))
-        procs[case] = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers",
-                                        str(tmp / f"{case}.spec")], cwd=tmp,
+    for name, spec in specs.items():
+        (folder / f"{name}.spec").write_text(json.dumps({**spec, "results": str(folder / f"{name}.json")}))
+        procs[name] = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers",
+                                        str(folder / f"{name}.spec")], cwd=folder,
                                        env={**os.environ, "OMP_NUM_THREADS": "1", "GENIMG_PROFILE": "ci"})
     for proc in procs.values():
-        proc.wait(timeout=300)
-    return {case: json.loads((tmp / f"{case}.json").read_text()) for case in procs}
+        proc.wait(timeout=wait)
+    return {name: json.loads((folder / f"{name}.json").read_text()) for name in procs}
 
 
 @pytest.mark.parametrize("case,status,words", [
@@ -323,19 +328,12 @@ def test_every_lessons_solutions_get_full_points_where_only_their_definitions_ex
     from grading_fixtures import answer_sources as solved_answers
 
     lessons = sorted({ex.lesson for ex in EXERCISES.values()})
-    procs = {}
+    specs = {}
     for lesson in lessons:
         solved = solved_answers(lesson)
-        spec = {"lesson": lesson, "context": grading.released_imports(released(lesson)), "extra_tests": None,
-                "memory": 4096, "failed_before": [], "timeout": 120, "results": str(tmp_path / f"{lesson}.json"),
-                "cells": [{"exercise": ex.name, "source": solved[ex.name]} for ex in exercises_for(lesson)]}
-        (tmp_path / f"{lesson}.spec").write_text(json.dumps(spec))
-        procs[lesson] = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers",
-                                          str(tmp_path / f"{lesson}.spec")], cwd=tmp_path,
-                                         env={**os.environ, "OMP_NUM_THREADS": "1", "GENIMG_PROFILE": "ci"})
-    for proc in procs.values():
-        proc.wait(timeout=600)
-    for lesson in lessons:
-        results = json.loads((tmp_path / f"{lesson}.json").read_text())
+        specs[lesson] = {"lesson": lesson, "context": grading.released_imports(released(lesson)), "extra_tests": None,
+                         "memory": 4096, "failed_before": [], "timeout": 120,
+                         "cells": [{"exercise": ex.name, "source": solved[ex.name]} for ex in exercises_for(lesson)]}
+    for lesson, results in grade_answers(tmp_path, specs, wait=600).items():
         assert {name: r["status"] for name, r in results.items()} == {ex.name: "passed" for ex in exercises_for(lesson)}, \
             (lesson, results)
