@@ -239,6 +239,7 @@ class DiffusionConfig:
     schedule: str = "cosine"  # DDPM only: 'linear' or 'cosine'
     T: int = 1000  # DDPM only: steps of the forward process
     steps: int = 50  # default number of sampler steps
+    sampler: str = ""  # default sampler; "" is the first of SAMPLERS[objective] (DDIM, Euler)
     guidance: float = 1.0  # default w: the best FID of the scales measured (benchmarks/RESULTS.md, "Lesson 06")
     label_dropout: float = 0.1  # fraction of training labels replaced by "no label"
     lr: float = 2e-3
@@ -268,6 +269,9 @@ class DiffusionConfig:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.sampler and self.sampler not in SAMPLERS[self.objective]:
+            raise ValueError(f"sampler {self.sampler!r} does not fit objective {self.objective!r}. Valid: "
+                             f"{', '.join(SAMPLERS[self.objective])}.")
 
 
 class DiffusionModel(nn.Module):
@@ -313,6 +317,9 @@ class DiffusionModel(nn.Module):
         if labels is not None and self.config.label_dropout > 0:  # "no label" for a random fraction
             drop = torch.rand(b, generator=generator).to(x0.device) < self.config.label_dropout
             labels = torch.where(drop, torch.full_like(labels, self.config.n_classes), labels)
+        if loss_fn is not None and self.config.prediction != "eps":
+            raise ValueError(f"loss_fn is a loss on the noise ε, but this model predicts {self.config.prediction!r}: "
+                             "train it with prediction='eps', or without loss_fn")
         if self.config.objective == "eps":
             t = torch.randint(0, self.config.T, (b,), generator=generator).to(x0.device)
             if self.config.prediction == "eps":
@@ -337,9 +344,11 @@ class DiffusionModel(nn.Module):
         cfg = self.config
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
             raise ValueError(f"eta (DDIM's stochasticity) must be a number in [0, 1], got {eta!r}")
-        if eta and (sampler or SAMPLERS[cfg.objective][0]) != "ddim":
-            raise ValueError(f"eta is DDIM's setting; sampler {sampler or SAMPLERS[cfg.objective][0]!r} has none")
-        sampler = sampler or SAMPLERS[cfg.objective][0]
+        sampler_given = sampler
+        sampler = sampler or cfg.sampler or SAMPLERS[cfg.objective][0]
+        if eta and sampler != "ddim":
+            raise ValueError(f"eta is DDIM's setting; sampler {sampler!r}"
+                             f"{'' if sampler_given else ' (the model default)'} has none: pass sampler='ddim'")
         if sampler not in SAMPLERS[cfg.objective]:
             kind = "DDPM-path" if cfg.objective == "eps" else "flow-matching"
             raise ValueError(f"sampler {sampler!r} does not fit a {kind} model. Valid samplers for "

@@ -38,6 +38,9 @@ def _np(x, name: str = "features") -> np.ndarray:
     x = _array(x, name)
     if x.ndim != 2:
         raise ValueError(f"{name}: expected features of shape (N, D), got shape {x.shape}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name}: features of shape {x.shape} have no dimensions (D = 0); every metric needs at "
+                         "least one feature per sample (an empty feature extractor, or a slice x[:, :0]?)")
     return x
 
 
@@ -268,8 +271,9 @@ def inception_score(probs, splits: int = 10, seed: int = 2020) -> tuple[float, f
     """
     p = _np(probs, "probs")
     splits = _positive_int(splits, "splits")
-    if splits > len(p):
-        raise ValueError(f"splits={splits} is more than the {len(p)} samples in probs")
+    if 2 * splits > len(p):
+        raise ValueError(f"splits={splits} needs at least 2 samples per split, {2 * splits} in all; probs has "
+                         f"{len(p)} (with one sample per split, p(y) is that sample's p(y|x) and every score is 1)")
     row_sums = p.sum(1)
     if p.min() < 0 or np.abs(row_sums - 1).max() > 1e-4:
         raise ValueError(f"probs must hold probabilities, each row ≥ 0 and summing to 1; got values in "
@@ -424,7 +428,7 @@ def evaluate_images(samples: torch.Tensor, dataset: str = "digits", asked=None, 
     kid_mean, kid_std = kid(real_f, fake_f, n_subsets=50, subset_size=max(2, min(len(real_f), len(fake_f), 2000) // 2))
     precision, recall = (float(v) for v in precision_recall_fn(real_f, fake_f, 3))
     density, coverage = density_coverage(real_f, fake_f, k=5)
-    is_mean, is_std = inception_score(fake_p)
+    is_mean, is_std = inception_score(fake_p, splits=max(1, min(10, len(fake_p) // 2)))  # ≥ 2 samples a split
     classes = class_coverage(fake_p.argmax(1), len(test.classes), asked)
     _, _, ratio = nearest_training(samples.float(), train.images)
     return {

@@ -68,9 +68,9 @@ MODELS: dict[str, Family] = {
     "cgan": Family(gan.ConditionalGAN, gan.GANConfig, _train_gan,
                    "class-conditional DCGAN, projection discriminator (lesson 04); sample with --label K"),
     "ddpm": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
-                   "DDPM: a U-Net predicts the noise (lesson 06); sample with --sampler ddim|ddpm --steps K"),
+                   "DDPM's path, v-prediction (lesson 06); Heun 25 steps by default, or --sampler ddim|ddpm --steps K"),
     "flow": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
-                   "flow matching (rectified flow): a U-Net predicts the velocity (lesson 06); Euler sampler"),
+                   "flow matching (rectified flow), logit-normal t (lesson 06); Heun 25 steps by default, or --sampler euler"),
     "cddpm": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
                     "class-conditional DDPM with classifier-free guidance (lesson 06); --label K --guidance W"),
     "cflow": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
@@ -80,6 +80,13 @@ MODELS: dict[str, Family] = {
 # what sets the diffusion families apart: the objective, and whether they take labels
 _DIFFUSION = {"ddpm": ("eps", False), "flow": ("flow", False), "cddpm": ("eps", True), "cflow": ("flow", True)}
 CONDITIONAL = ("cgan", "cddpm", "cflow")
+# what `genimg train` and the lessons train and sample with unless told otherwise, chosen by measurement
+# (benchmarks/RESULTS.md, "Lesson 06, second pass": every model trained for the same 3 minutes, 1,000 samples,
+# 3 seeds): on DDPM's path v-prediction and Heun's sampler on the trailing grid, for flow matching logit-normal
+# training times and Heun's sampler; 25 Heun steps are 49 network evaluations. (Lesson 06 trains its DDPM
+# with the ε-target of the student's ddpm_loss, and says why the course's default is v.)
+DIFFUSION_DEFAULTS = {"eps": {"prediction": "v", "spacing": "trailing", "sampler": "heun", "steps": 25},
+                      "flow": {"time_sampling": "logit-normal", "sampler": "heun", "steps": 25}}
 # the U-Net's width per profile: on 2 CPU cores a width of 16 takes 2.3 times as many training steps per second
 # as 32 (benchmarks/RESULTS.md, "Lesson 06"); a GPU affords 64
 DIFFUSION_WIDTH = {"ci": 16, "cpu": 16, "gpu": 64}
@@ -156,6 +163,7 @@ def default_config(family: str, image_shape, likelihood: str | None = None, n_cl
         config["n_classes"] = n_classes
     if family in _DIFFUSION:
         config["width"] = DIFFUSION_WIDTH.get(profile, DIFFUSION_WIDTH["cpu"])
+        config.update(DIFFUSION_DEFAULTS[_DIFFUSION[family][0]])
     return config
 
 

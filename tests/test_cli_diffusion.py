@@ -61,11 +61,17 @@ def test_train_writes_a_small_diffusion_model(trained, family):
     model, payload = load_checkpoint(out / "model.pt")
     assert payload["family"] == model.family == family and model.config.width == 8
     assert model.config.n_classes == (10 if family == "cflow" else 0)
+    # the defaults chosen by measurement (zoo.DIFFUSION_DEFAULTS; benchmarks/RESULTS.md, "Lesson 06, second pass")
+    if family == "ddpm":
+        assert (model.config.prediction, model.config.spacing, model.config.sampler) == ("v", "trailing", "heun")
+    else:
+        assert (model.config.time_sampling, model.config.sampler) == ("logit-normal", "heun")
+    assert model.config.steps == 25
 
 
 def test_sample_npy_and_png_with_steps(trained, tmp_path, capsys, calls):
     assert main(["sample", _model(trained, "ddpm"), "-n", "8", "--steps", "3", "--out", str(tmp_path / "s.npy")]) == 0
-    assert calls == [(8, None)] * 3  # three steps of the sampler, one pass each
+    assert calls == [(8, None)] * 5  # three Heun steps (the default of a trained model): 2 · 3 − 1 passes
     a = np.load(tmp_path / "s.npy")
     assert a.shape == (8, 1, 28, 28) and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
     assert "wrote 8 ddpm samples" in capsys.readouterr().out
@@ -89,7 +95,7 @@ def test_cflow_label_and_guidance(trained, tmp_path, calls):
         assert main(["sample", _model(trained, "cflow"), "-n", "3", "--label", "3", "--steps", "2", "--guidance", w,
                      "--out", str(tmp_path / f"w{w}.npy")]) == 0
     # w = 0: the unconditional pass only; w = 4: one pass with the label 3 and the "no label" token 10
-    assert calls == [(3, None)] * 2 + [(6, [3, 3, 3, 10, 10, 10])] * 2
+    assert calls == [(3, None)] * 3 + [(6, [3, 3, 3, 10, 10, 10])] * 3  # Heun, 2 steps: 3 passes
     w0, w4 = np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w4.npy")
     assert w0.shape == w4.shape == (3, 1, 28, 28) and not np.allclose(w0, w4)
 
@@ -101,7 +107,7 @@ def test_cflow_label_and_guidance(trained, tmp_path, calls):
     ("cflow", ["--sampler", "ddim"], "Valid samplers for 'cflow': euler, heun."),
     ("ddpm", ["--eta", "1.5"], "eta (DDIM's stochasticity) must be a number in [0, 1], got 1.5"),
     ("ddpm", ["--eta", "0.5", "--sampler", "ddpm"], "eta is DDIM's setting; sampler 'ddpm' has none"),
-    ("cflow", ["--eta", "0.5"], "eta is DDIM's setting; sampler 'euler' has none"),
+    ("cflow", ["--eta", "0.5"], "eta is DDIM's setting; sampler 'heun' (the model default) has none"),
     ("ddpm", ["--guidance", "2"], "--guidance is for a class-conditional model (cddpm, cflow)"),
     ("ddpm", ["--label", "3"], "--label is for a conditional model"),
     ("cflow", ["--label", "10"], "label 10 is out of range: this model knows classes 0..9"),
@@ -125,7 +131,7 @@ def test_a_bad_sampler_name_is_refused_by_the_parser(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("family,args", [("ddpm", ["--sampler", "heun", "--spacing", "trailing"]),
-                                         ("ddpm", ["--eta", "0.5", "--clipped-eps"]), ("cflow", ["--sampler", "heun"])])
+                                         ("ddpm", ["--sampler", "ddim", "--eta", "0.5", "--clipped-eps"]), ("cflow", ["--sampler", "heun"])])
 def test_second_pass_sampling_options(trained, tmp_path, family, args):
     out = tmp_path / "x.npy"
     assert main(["sample", _model(trained, family), "-n", "3", "--steps", "3", *args, "--out", str(out)]) == 0
@@ -135,7 +141,7 @@ def test_second_pass_sampling_options(trained, tmp_path, family, args):
 @pytest.mark.parametrize("args,message", [
     (["flow", "--prediction", "v"], "--prediction and --zero-snr are for models on DDPM's path"),
     (["ddpm", "--time-sampling", "logit-normal"], "--time-sampling is for flow models"),
-    (["ddpm", "--zero-snr"], "zero_terminal_snr needs prediction 'v' or 'x0'"),
+    (["ddpm", "--prediction", "eps", "--zero-snr"], "zero_terminal_snr needs prediction 'v' or 'x0'"),
 ])
 def test_training_option_errors_are_one_line(tmp_path, capsys, args, message):
     assert main(["train", *args, "--dataset", "digits", "--profile", "ci", "--out", str(tmp_path / "m")]) == 2
@@ -147,7 +153,7 @@ def test_eval_a_diffusion_checkpoint(trained, capsys, calls):
     assert main(["eval", _model(trained, "ddpm"), "-n", "50", "--steps", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "fid" in result and result["n_samples"] == 50
-    assert len(calls) == 3
+    assert len(calls) == 5  # three Heun steps, the default
 
 
 def test_eval_cflow_with_guidance(trained, capsys):

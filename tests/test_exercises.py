@@ -10,7 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 import numpy as np
 
-from genimg_course import diffusion, gan, metrics, mlp, preprocess, vae
+from genimg_course import diffusion, gan, metrics, mlp, preprocess, scores, vae
 from genimg_course.course import checks
 from genimg_course.course.checks import lesson01, lesson05
 from genimg_course.course.exercises import EXERCISES, ExerciseFailed, compare_tensors, uses_of_forbidden
@@ -323,7 +323,22 @@ WRONG.update({
         "Ho & Salimans' w": lambda c, u, w: (1 + w) * c - w * u,
         "averages": lambda c, u, w: (c + w * u) / (1 + w),
     },
+    "from_eps": {
+        "score with the wrong sign": lambda e, x, ab: _from_eps(e, x, ab, score_sign=1),
+        "score divided by the variance": lambda e, x, ab: _from_eps(e, x, ab, score_power=1.0),
+        "v with the roles swapped": lambda e, x, ab: _from_eps(e, x, ab, v_swapped=True),
+        "x0 with variances instead of scales": lambda e, x, ab: _from_eps(e, x, ab, x0_variances=True),
+        "only for images (B, C, H, W)": lambda e, x, ab: _from_eps(e, x, ab, image_only=True),
+        "returns a list": lambda e, x, ab: list(scores.from_eps(e, x, ab)),
+    },
 })
+
+
+def _from_eps(eps, x_t, ab, score_sign=-1, score_power=0.5, v_swapped=False, x0_variances=False, image_only=False):
+    a = ab[:, None, None, None] if image_only else ab.reshape(-1, *([1] * (x_t.dim() - 1)))
+    x0 = (x_t - (1 - a) * eps) / a if x0_variances else (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    v = (1 - a).sqrt() * x0 - a.sqrt() * eps if v_swapped else a.sqrt() * eps - (1 - a).sqrt() * x0
+    return x0, v, score_sign * eps / (1 - a) ** score_power
 
 def test_every_exercise_has_wrong_answers_to_fail():
     assert set(WRONG) == set(EXERCISES), "add wrong answers here for every new exercise"
@@ -404,7 +419,7 @@ def test_points_are_declared():
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
     assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae",
                                                           "04_gans", "05_evaluation", "06_diffusion"}
-    assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "06_diffusion") == 10
+    assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "06_diffusion") == 12
 
 
 # Answers that hand the whole exercise to a library: they pass every numeric test (the library is

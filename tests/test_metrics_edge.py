@@ -124,8 +124,22 @@ def test_inception_score_bad_splits():
     for splits in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="splits"):
             M.inception_score(probs, splits=splits)
-    with pytest.raises(ValueError, match="splits=30 is more than the 20"):
+    with pytest.raises(ValueError, match="splits=30 needs at least 2 samples per split, 60 in all; probs has 20"):
         M.inception_score(probs, splits=30)
+    with pytest.raises(ValueError, match="splits=11 needs at least 2 samples per split"):  # 1.8 per split
+        M.inception_score(probs, splits=11)
+    assert M.inception_score(probs, splits=10)[0] > 1.5  # 2 per split is enough to see the classes differ
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b: M.fid(a, b), lambda a, b: M.kid(a, b, subset_size=10), lambda a, b: M.precision_recall(a, b),
+    lambda a, b: M.density_coverage(a, b)])
+def test_features_without_dimensions_are_an_error_naming_the_argument(call):
+    empty, fine = np.zeros((20, 0)), np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match=r"real: features of shape \(20, 0\) have no dimensions"):
+        call(empty, empty)
+    with pytest.raises(ValueError, match=r"fake: features of shape \(20, 0\) have no dimensions"):
+        call(fine, empty)
 
 
 # ----------------------------------------------------------------------------- KID

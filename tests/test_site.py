@@ -47,6 +47,18 @@ def test_lesson_page_has_the_navigation_bar_and_counts_figures():
     assert linebreaks == ["false"], linebreaks
 
 
+def test_lesson_page_shows_the_install_cell_as_one_line():
+    install = nbformat.v4.new_code_cell(lessons.bootstrap_source(), id=lessons.BOOTSTRAP_ID, outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="genimg_course is installed: nothing to do\n")])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 03 · x"), install,
+                                         nbformat.v4.new_code_cell("print('lesson code')", id="c1")])
+    page = site.Page("03_vae", "Variational autoencoders", "", [], seconds=1.0, colab="C", binder="B")
+    body = site.render_lesson(nb, page, "ci")
+    assert "installs the course where it is missing" in body and "lesson code" in body
+    assert "KEEP" not in body and "subprocess" not in body and "nothing to do" not in body
+    assert nb.cells[1].source == lessons.bootstrap_source()  # the notebook itself is untouched
+
+
 def test_unknown_profile_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown profile"):
         site.build(tmp_path, profile="fast")

@@ -59,5 +59,13 @@ def test_guidance_explorer_redraws_at_the_new_scale():
     expected = model.sample(6, torch.Generator().manual_seed(0), labels=torch.arange(3).repeat_interleave(2),
                             steps=2, guidance=0.0)
     torch.testing.assert_close(images, expected)
+    calls = []  # the student's guidance function, when given, is the one used
+
+    def mine(cond, uncond, w):
+        calls.append(w)
+        return diffusion.guided(cond, uncond, w)
+
+    GuidanceExplorer(model, n_per_class=1, steps=2, w=2.0, guide_fn=mine)
+    assert calls and set(calls) == {2.0}
     with pytest.raises(ValueError, match="class-conditional"):
         GuidanceExplorer(diffusion.DiffusionModel(diffusion.DiffusionConfig(width=8)))

@@ -82,16 +82,18 @@ class GuidanceExplorer:
     """A slider for the classifier-free guidance scale w of a conditional diffusion or flow model, redrawing
     a class grid (one row per class, from a fixed seed, so only w changes) at every release.
 
-    ``set(w)`` is the slider's callback, callable without a widget front end.
+    ``set(w)`` is the slider's callback, callable without a widget front end. ``guide_fn`` replaces the
+    library's ``guided`` (lesson 06 passes the student's); ``sampler``: the model's default unless given.
     """
 
     def __init__(self, model, n_per_class: int = 6, steps: int = 20, seed: int = 0, w: float | None = None,
-                 limit: float = 6.0, scale: int = 2):
+                 limit: float = 6.0, scale: int = 2, guide_fn=None, sampler: str | None = None):
         import ipywidgets as widgets
 
         if not getattr(model.config, "n_classes", 0):
             raise ValueError(f"GuidanceExplorer needs a class-conditional model (cddpm, cflow), got {model.family!r}")
         self.model, self.n_per_class, self.steps, self.seed, self.scale = model.eval(), n_per_class, steps, seed, scale
+        self.guide_fn, self.sampler = guide_fn, sampler
         self.w = float(model.config.guidance if w is None else w)
         _, h, w = model.config.image_shape  # the grid's size in pixels (make_grid, padding 1), so JupyterLab
         k = model.config.n_classes          # shows it at `scale` instead of stretching it to the cell's width
@@ -108,7 +110,8 @@ class GuidanceExplorer:
         k = self.model.config.n_classes
         labels = torch.arange(k).repeat_interleave(self.n_per_class)
         return self.model.sample(len(labels), torch.Generator().manual_seed(self.seed), labels=labels,
-                                 steps=self.steps, guidance=self.w).cpu()
+                                 steps=self.steps, sampler=self.sampler, guidance=self.w,
+                                 guide_fn=self.guide_fn).cpu()
 
     def redraw(self) -> torch.Tensor:
         from torchvision.utils import make_grid

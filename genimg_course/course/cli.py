@@ -127,7 +127,10 @@ def training_options(args) -> dict:
         if args.model not in ("ddpm", "cddpm"):
             raise ValueError(f"--prediction and --zero-snr are for models on DDPM's path (ddpm, cddpm), not "
                              f"{args.model!r}")
-        options.update(prediction=args.prediction or "eps", zero_terminal_snr=args.zero_snr)
+        if args.prediction is not None:
+            options["prediction"] = args.prediction
+        if args.zero_snr:
+            options["zero_terminal_snr"] = True
     if args.time_sampling is not None:
         if args.model not in ("flow", "cflow"):
             raise ValueError(f"--time-sampling is for flow models (flow, cflow), not {args.model!r}")
@@ -315,15 +318,16 @@ SAMPLER_NAMES = ("ddim", "ddpm", "heun", "euler")  # genimg_course.diffusion.SAM
 
 
 def add_sampling_arguments(p) -> None:
-    p.add_argument("--steps", type=int, help="sampler steps (diffusion and flow models; default: the model's, 50)")
+    p.add_argument("--steps", type=int, help="sampler steps (diffusion and flow models; default: the model's, 25 "
+                                             "for a model `genimg train` made)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES,
-                   help="ddim (default), ddpm (ancestral) or heun (second order, 2K − 1 network evaluations) for "
-                        "ddpm/cddpm; euler (default) or heun for flow/cflow")
+                   help="heun (second order, 2K − 1 network evaluations; the default for a model `genimg train` "
+                        "made), ddim or ddpm (ancestral) for ddpm/cddpm; heun (default) or euler for flow/cflow")
     p.add_argument("--eta", type=float, help="DDIM's stochasticity in [0, 1] (0, the default: deterministic; "
                                              "1: ancestral)")
     p.add_argument("--spacing", choices=("linspace", "trailing"),
-                   help="which of the T steps a ddpm/cddpm sampler visits: linspace (T−1 … 0, the default) or "
-                        "trailing (T−1, T−1−T/K, …, T/K−1)")
+                   help="which of the T steps a ddpm/cddpm sampler visits: trailing (T−1, T−1−T/K, …, T/K−1; the "
+                        "default for a model `genimg train` made) or linspace (T−1 … 0)")
     p.add_argument("--clipped-eps", action="store_true",
                    help="ddpm/cddpm: carry forward the ε re-derived from the clipped x̂0, not the network's")
     p.add_argument("--guidance", type=float,
@@ -364,11 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=["ci", "cpu", "gpu"], help="the hardware profile (default: automatic)")
     p.add_argument("--epochs", type=int, help="passes over the data (default: the profile's)")
     p.add_argument("--prediction", choices=("eps", "x0", "v"),
-                   help="ddpm/cddpm: what the network predicts: eps (the noise, the default), x0 or v")
+                   help="ddpm/cddpm: what the network predicts: v (the default), eps (the noise) or x0")
     p.add_argument("--zero-snr", action="store_true", help="ddpm/cddpm: rescale the schedule so that ᾱ_T = 0 "
                                                            "(needs --prediction v or x0)")
     p.add_argument("--time-sampling", choices=("uniform", "logit-normal"),
-                   help="flow/cflow: the training times, uniform (the default) or logit-normal")
+                   help="flow/cflow: the training times, logit-normal (the default) or uniform")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_train)

@@ -72,7 +72,8 @@ LESSONS: tuple[Lesson, ...] = (
            "memorisation, on the course's own classifier; what each misses; every model of the course in one table"),
     Lesson("06_diffusion", "Diffusion models and flow matching",
            "the forward process and its schedules, DDPM with a small U-Net, DDIM, rectified flow, quality against "
-           "sampler steps, classifier-free guidance; diffusion joins the comparison table"),
+           "sampler steps, scores and the probability-flow ODE on a 2-D toy, classifier-free guidance; diffusion "
+           "joins the comparison table"),
 )
 
 

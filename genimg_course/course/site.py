@@ -124,10 +124,23 @@ def navigation(page: Page, profile: str) -> str:
             f'<a href="{html.escape(page.binder)}">Launch Binder</a></nav>')
 
 
+def for_reading(nb):
+    """A copy of ``nb`` whose install cell (30 lines that do nothing on a machine with the course) is one line
+    saying what it does: the site is read, not run."""
+    nb = nbformat.from_dict(nb)  # a deep copy
+    for cell in nb.cells:
+        if cell.get("id") == lessons.BOOTSTRAP_ID or cell.source.startswith(lessons.BOOTSTRAP_MARK):
+            cell.source = ("# The notebook's first cell installs the course where it is missing (Colab): "
+                           "pip install genimg-course")
+            cell.outputs = []
+    return nb
+
+
 def render_lesson(nb, page: Page, profile: str) -> str:
     """The executed notebook as one self-contained HTML page (figures as data URIs), with a navigation bar."""
     from nbconvert import HTMLExporter
 
+    nb = for_reading(nb)
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"{page.slug} · genimg-course"}})
     # nbconvert's MathJax configuration turns on automatic line breaking, which breaks a formula in a Markdown

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from genimg_course import diffusion
+from genimg_course import diffusion, scores
 from genimg_course.course.exercises import Tester, allclose, compare_tensors, describe, equal, exercise
 
 
@@ -201,3 +201,35 @@ def guided(t: Tester, fn):
     t.close(fn, (cond, uncond, 1.0), cond, input="w = 1: the plain conditional prediction, cond")
     t.close(fn, (cond, uncond, 3.0), uncond + 3 * (cond - uncond), input="w = 3: three times as far from uncond, "
             "in the direction the label adds", hint="uncond + w · (cond − uncond)")
+
+
+@exercise(lesson="06_diffusion", points=2, reference=scores.from_eps)
+def from_eps(t: Tester, fn):
+    """from_eps(eps, x_t, alpha_bar_t): (x̂0, v, score) = ((x_t − √(1 − ᾱ) ε)/√ᾱ, √ᾱ ε − √(1 − ᾱ) x̂0, −ε/√(1 − ᾱ))."""
+    g = torch.Generator().manual_seed(66)
+    ab = _schedule(10)
+    hints = ("x̂0 = (x_t − √(1 − ᾱ) ε) / √ᾱ: eq. (2) solved for x0 (square roots: scales, not variances)",
+             "v = √ᾱ ε − √(1 − ᾱ) x̂0 (Salimans & Ho): the noise's share minus the image's",
+             "score = −ε / √(1 − ᾱ): the noise points *away* from the data, the score towards it; divide by the "
+             "noise's standard deviation √(1 − ᾱ), not its variance")
+    cases = (("images x0, exact ε (3, 1, 2, 2), t = (1, 5, 8) of a 10-step cosine schedule", (3, 1, 2, 2),
+              torch.tensor([1, 5, 8])),
+             ("2-D points (4, 2) as on the ring, exact ε, t = (0, 3, 6, 9)", (4, 2), torch.tensor([0, 3, 6, 9])))
+    for where, shape, steps in cases:
+        x0, noise = torch.rand(shape, generator=g) * 2 - 1, torch.randn(shape, generator=g)
+        x_t = diffusion.q_sample(x0, steps, noise, ab)
+        ok, got = t.call(fn, (noise, x_t, ab[steps]), input=where)
+        if not ok:
+            continue
+        if not (isinstance(got, tuple) and len(got) == 3):
+            t.fail(where, f"expected a tuple (x0, v, score) of three tensors of shape {shape}, got {describe(got)}")
+            continue
+        want = (x0, diffusion.v_target(x0, noise, ab[steps]), diffusion.score_from_eps(noise, ab[steps]))
+        for name, value, expected, hint in zip(("x0", "v", "score"), got, want, hints):
+            message = compare_tensors(value, expected, atol=1e-4)
+            if message:
+                if name == "score" and compare_tensors(value, -expected, atol=1e-4) is None:
+                    hint = "the sign: the score points towards the data, −ε / √(1 − ᾱ)"
+                t.fail(where, f"{name}: {message}\n    hint: {hint}")
+            else:
+                t.passed += 1
