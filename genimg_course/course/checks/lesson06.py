@@ -192,17 +192,6 @@ def flow_matching_loss(t: Tester, fn):
             labels), atol=1e-5, input=where + ", labels (1, 2, 3)", hint="pass the labels on: model(x_t, t, labels)")
 
 
-@exercise(lesson="06_diffusion", points=1, reference=diffusion.guided)
-def guided(t: Tester, fn):
-    """guided(cond, uncond, w): uncond + w (cond − uncond)."""
-    g = torch.Generator().manual_seed(65)
-    cond, uncond = torch.randn(2, 1, 3, 3, generator=g), torch.randn(2, 1, 3, 3, generator=g)
-    t.close(fn, (cond, uncond, 0.0), uncond, input="w = 0: the label is ignored, the result is uncond")
-    t.close(fn, (cond, uncond, 1.0), cond, input="w = 1: the plain conditional prediction, cond")
-    t.close(fn, (cond, uncond, 3.0), uncond + 3 * (cond - uncond), input="w = 3: three times as far from uncond, "
-            "in the direction the label adds", hint="uncond + w · (cond − uncond)")
-
-
 @exercise(lesson="06_diffusion", points=2, reference=scores.from_eps)
 def from_eps(t: Tester, fn):
     """from_eps(eps, x_t, alpha_bar_t): (x̂0, v, score) = ((x_t − √(1 − ᾱ) ε)/√ᾱ, √ᾱ ε − √(1 − ᾱ) x̂0, −ε/√(1 − ᾱ))."""
@@ -233,3 +222,14 @@ def from_eps(t: Tester, fn):
                 t.fail(where, f"{name}: {message}\n    hint: {hint}")
             else:
                 t.passed += 1
+
+
+@exercise(lesson="06_diffusion", points=1, reference=diffusion.guided)
+def guided(t: Tester, fn):
+    """guided(cond, uncond, w): uncond + w (cond − uncond)."""
+    g = torch.Generator().manual_seed(65)
+    cond, uncond = torch.randn(2, 1, 3, 3, generator=g), torch.randn(2, 1, 3, 3, generator=g)
+    t.close(fn, (cond, uncond, 0.0), uncond, input="w = 0: the label is ignored, the result is uncond")
+    t.close(fn, (cond, uncond, 1.0), cond, input="w = 1: the plain conditional prediction, cond")
+    t.close(fn, (cond, uncond, 3.0), uncond + 3 * (cond - uncond), input="w = 3: three times as far from uncond, "
+            "in the direction the label adds", hint="uncond + w · (cond − uncond)")
