@@ -101,7 +101,9 @@ def test_dead_kernel_is_noticed_at_once(batch):
     assert "kernel died" in r["problem"]
     assert status(batch, "dies", "adjust_contrast")[0] == "passed"
     assert status(batch, "dies", "gray_world")[0] == "not graded"
-    assert r["seconds"] < 30  # not the cell time limit of 15 s on top of a normal run
+    # not the cell time limit of 15 s on top of a normal run: compared with the full submission's run in the same
+    # batch (an absolute bound failed on a slow machine: 30.3 s against 30)
+    assert r["seconds"] < batch["results"]["full"]["seconds"] + 10, (r["seconds"], batch["results"]["full"]["seconds"])
 
 
 def test_memory_hog_is_stopped_by_the_limit(batch):
