@@ -212,6 +212,21 @@ def mode_coverage(points: torch.Tensor, modes: int = 8, radius: float = 2.0, std
     return int((counts >= min_share * len(points)).sum()), float(good.float().mean())
 
 
+def spread(points: torch.Tensor) -> float:
+    """Root-mean-square distance of the points (n, 2) from their mean: about 2.0 for the ring (its
+    radius), about 0.07 for one of its modes (σ√2), and 0 when every sample is the same point."""
+    return float((points.float() - points.float().mean(0)).pow(2).sum(1).mean().sqrt())
+
+
+def modes_held(points: torch.Tensor, share: float = 0.1, modes: int = 8, std: float = 0.05) -> list[int]:
+    """The modes that hold at least ``share`` of the points (within 4σ of the centre), by index 0–7
+    counted anticlockwise from (2, 0): which modes a collapsed generator is sitting on."""
+    d = torch.cdist(points.float(), ring_centres(modes))
+    nearest, which = d.min(dim=1)
+    counts = torch.bincount(which[nearest < 4 * std], minlength=modes)
+    return [int(i) for i in torch.nonzero(counts >= share * len(points)).flatten()]
+
+
 def toy_mlp(n_in: int, n_out: int, hidden: int = 128, depth: int = 3) -> nn.Sequential:
     """An MLP for the 2-D toy: (B, n_in) → (B, n_out), or (B,) logits when n_out = 1 (a discriminator)."""
     layers, width = [], n_in
@@ -226,17 +241,22 @@ def toy_mlp(n_in: int, n_out: int, hidden: int = 128, depth: int = 3) -> nn.Sequ
 
 def train_toy_gan(G: nn.Module, D: nn.Module, steps: int, batch_size: int = 256, z_dim: int = 2, lr: float = 1e-3,
                   betas=(0.5, 0.999), r1_gamma: float = 0.0, snapshot_every: int = 0, seed: int = 0,
-                  d_loss_fn=discriminator_loss, g_loss_fn=generator_loss, d_steps: int = 1,
-                  progress_bar: bool = True) -> dict:
-    """Train a GAN on ``ring_of_gaussians`` (D returns (B,) logits), ``d_steps`` D updates per G update.
+                  d_loss_fn=discriminator_loss, g_loss_fn=generator_loss, d_steps: int = 1, g_steps: int = 1,
+                  lr_d: float | None = None, progress_bar: bool = True) -> dict:
+    """Train a GAN on ``ring_of_gaussians`` (D returns (B,) logits): each step makes ``d_steps`` D updates,
+    then ``g_steps`` G updates (each on fresh noise). ``lr_d`` is D's learning rate (default: ``lr``).
 
     Returns the history: losses, D's verdicts (see ``_log``), ``grad_g`` (the norm of the gradient of
-    G's loss with respect to G's parameters, every step) and, every ``snapshot_every`` steps if > 0,
-    (step, G's samples for 1,000 fixed z).
+    G's loss with respect to G's parameters, after the step's last G update) and, every
+    ``snapshot_every`` steps if > 0, (step, G's samples for 1,000 fixed z).
     """
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("d_steps", d_steps), ("g_steps", g_steps)):
+        if int(value) != value or value < (0 if name == "steps" else 1):
+            raise ValueError(f"train_toy_gan: {name} must be a whole number ≥ {0 if name == 'steps' else 1}, "
+                             f"got {value!r}")
     g = torch.Generator().manual_seed(seed)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr if lr_d is None else lr_d, betas=betas)
     z_fixed = torch.randn(1000, z_dim, generator=g)
     history = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": [], "logit_real": [], "logit_fake": [],
                "grad_g": [], "snapshots": []}
@@ -257,12 +277,16 @@ def train_toy_gan(G: nn.Module, D: nn.Module, steps: int, batch_size: int = 256,
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-        loss_g = g_loss_fn(D(fake))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        history["grad_g"].append(math.sqrt(sum(p.grad.pow(2).sum().item() for p in G.parameters()
-                                               if p.grad is not None)))  # ‖∇_θ L_G‖
-        opt_g.step()
+        for k in range(g_steps):
+            if k:  # the first G update reuses the fakes D just saw; later ones draw new noise
+                fake = G(torch.randn(batch_size, z_dim, generator=g))
+            loss_g = g_loss_fn(D(fake))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            if k == g_steps - 1:
+                history["grad_g"].append(math.sqrt(sum(p.grad.pow(2).sum().item() for p in G.parameters()
+                                                       if p.grad is not None)))  # ‖∇_θ L_G‖
+            opt_g.step()
         _log(history, loss_d, loss_g, real_logits, fake_logits)
     return history
 

@@ -61,6 +61,11 @@ def test_ring_and_mode_coverage():
     one_mode = torch.tensor([[2.0, 0.0]]) + 0.01 * torch.randn(500, 2, generator=g)
     assert gan.mode_coverage(one_mode) == (1, 1.0)
     assert gan.mode_coverage(torch.zeros(100, 2)) == (0, 0.0)  # the centre of the ring is on no mode
+    assert gan.spread(ring) == pytest.approx(2.0, abs=0.05)  # the ring's radius
+    assert gan.spread(torch.full((50, 2), 3.0)) == 0.0  # one point
+    assert gan.modes_held(one_mode) == [0] and gan.modes_held(ring) == list(range(8))
+    two = torch.cat([torch.tensor([[0.0, 2.0]]).expand(95, 2), torch.tensor([[-2.0, 0.0]]).expand(5, 2)])
+    assert gan.modes_held(two) == [2] and gan.modes_held(two, share=0.05) == [2, 4]  # anticlockwise from (2, 0)
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
@@ -208,6 +213,25 @@ def test_toy_gan_takes_several_d_steps():
         return gan.discriminator_loss(r, f)
     gan.train_toy_gan(G, D, steps=4, batch_size=8, d_steps=3, d_loss_fn=counting_d_loss, progress_bar=False)
     assert len(calls) == 12
+
+
+def test_toy_gan_takes_several_g_steps_and_its_own_d_learning_rate():
+    torch.manual_seed(0)
+    G, D = gan.toy_mlp(3, 2, hidden=8, depth=1), gan.toy_mlp(2, 1, hidden=8, depth=1)
+    g_calls, d_calls = [], []
+    def counting_g_loss(f):
+        g_calls.append(f.shape)
+        return gan.generator_loss(f)
+    def counting_d_loss(r, f):
+        d_calls.append(1)
+        return gan.discriminator_loss(r, f)
+    d_before = [p.detach().clone() for p in D.parameters()]
+    history = gan.train_toy_gan(G, D, steps=3, batch_size=8, z_dim=3, g_steps=4, lr_d=0.0, d_loss_fn=counting_d_loss,
+                                g_loss_fn=counting_g_loss, progress_bar=False)
+    assert len(g_calls) == 12 and len(d_calls) == 3 and len(history["grad_g"]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(d_before, D.parameters()))  # lr_d = 0: D never moves
+    with pytest.raises(ValueError, match="g_steps must be a whole number ≥ 1, got 0"):
+        gan.train_toy_gan(G, D, steps=1, g_steps=0, progress_bar=False)
 
 
 def test_critic_loss_and_gradient_penalty_of_a_linear_critic():
