@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from genimg_course import diffusion, gan, mlp, vae
+from genimg_course import diffusion, gan, latent, mlp, vae
 from genimg_course.common.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 
@@ -56,6 +56,16 @@ def _train_diffusion(model, images, run, epochs, seed, max_seconds=None, progres
                                      progress_bar=progress_bar)
 
 
+def _train_latent_flow(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
+    # a fifth of the images is held out for `genimg eval` (latent.evaluate_folder draws the same split from the
+    # seed); the autoencoder gets half the flow's epochs: it sees each image once per epoch, the flow twice (mirrored)
+    train_idx, _ = latent.split_held_out(len(images), 0.2, seed, labels)
+    images, labels = images[train_idx], (None if labels is None else labels[train_idx])
+    return latent.train_latent_flow(model, images, max(1, epochs // 2), epochs, labels=labels, batch_size=32,
+                                    device=run.device, seed=seed, progress_bar=progress_bar,
+                                    flow_seconds=max_seconds)
+
+
 MODELS: dict[str, Family] = {
     "mlp-ae": Family(mlp.MLPAutoencoder, mlp.AutoencoderConfig, _train_ae,
                      "two-layer MLP autoencoder (lesson 02): reconstructs, but is not a generator"),
@@ -75,6 +85,10 @@ MODELS: dict[str, Family] = {
                     "class-conditional DDPM with classifier-free guidance (lesson 06); --label K --guidance W"),
     "cflow": Family(diffusion.DiffusionModel, diffusion.DiffusionConfig, _train_diffusion,
                     "class-conditional flow matching with classifier-free guidance (lesson 06); --label K --guidance W"),
+    "latent-flow": Family(latent.LatentFlow, latent.LatentFlowConfig, _train_latent_flow,
+                          "flow matching in the latent space of a small KL autoencoder, Stable Diffusion in miniature "
+                          "(lesson 07); for your own images: --dataset folder:PATH; --label K --guidance W when the "
+                          "folder has class sub-folders"),
 }
 
 # what sets the diffusion families apart: the objective, and whether they take labels
@@ -94,11 +108,11 @@ DIFFUSION_WIDTH = {"ci": 16, "cpu": 16, "gpu": 64}
 # epochs of each family per profile, sized so a lesson trains in minutes on 2 CPU cores
 EPOCHS = {
     "ci": {"mlp-ae": 1, "mlp-mmd": 2, "vae": 1, "conv-vae": 1, "dcgan": 1, "cgan": 1,
-           "ddpm": 1, "flow": 1, "cddpm": 1, "cflow": 1},
+           "ddpm": 1, "flow": 1, "cddpm": 1, "cflow": 1, "latent-flow": 2},
     "cpu": {"mlp-ae": 30, "mlp-mmd": 300, "vae": 100, "conv-vae": 100, "dcgan": 60, "cgan": 60,
-            "ddpm": 40, "flow": 40, "cddpm": 40, "cflow": 40},
+            "ddpm": 40, "flow": 40, "cddpm": 40, "cflow": 40, "latent-flow": 60},
     "gpu": {"mlp-ae": 100, "mlp-mmd": 1000, "vae": 300, "conv-vae": 300, "dcgan": 400, "cgan": 400,
-            "ddpm": 400, "flow": 400, "cddpm": 400, "cflow": 400},  # diffusion: 4,500 steps of 128 on digits
+            "ddpm": 400, "flow": 400, "cddpm": 400, "cflow": 400, "latent-flow": 400},  # diffusion: 4,500 steps of 128 on digits
 }
 
 
@@ -164,6 +178,9 @@ def default_config(family: str, image_shape, likelihood: str | None = None, n_cl
     if family in _DIFFUSION:
         config["width"] = DIFFUSION_WIDTH.get(profile, DIFFUSION_WIDTH["cpu"])
         config.update(DIFFUSION_DEFAULTS[_DIFFUSION[family][0]])
+    if family == "latent-flow":  # conditional when the folder has class sub-folders; the U-Net on 8 × 8 latents
+        config["n_classes"] = n_classes if n_classes and n_classes > 1 else 0
+        config["width"] = 64 if profile == "gpu" else 32
     return config
 
 

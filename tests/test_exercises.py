@@ -340,6 +340,39 @@ def _from_eps(eps, x_t, ab, score_sign=-1, score_power=0.5, v_swapped=False, x0_
     v = (1 - a).sqrt() * x0 - a.sqrt() * eps if v_swapped else a.sqrt() * eps - (1 - a).sqrt() * x0
     return x0, v, score_sign * eps / (1 - a) ** score_power
 
+def _channel_stats(z, dims=(0, 2, 3), inverse=True, unbiased=True):
+    mean, std = z.mean(dims), z.std(dims, unbiased=unbiased)
+    return mean, (1 / std if inverse else std)
+
+
+def _topk_ratio(q, r, squared=False, swap=False, farthest=False, indices_of_second=False):
+    d = torch.cdist(q, r) ** (2 if squared else 1)
+    s = d.sort(1)
+    first, second = s.values[:, 0], (s.values[:, -1] if farthest else s.values[:, 1])
+    ratio = second / first if swap else first / second
+    return (s.indices[:, 1] if indices_of_second else s.indices[:, 0]), ratio
+
+
+WRONG.update({
+    "latent_normalisation": {
+        "std instead of 1 / std": lambda z: _channel_stats(z, inverse=False),
+        "one number for every channel": lambda z: (z.mean().expand(z.shape[1]), (1 / z.std()).expand(z.shape[1])),
+        "statistics per position, not per channel": lambda z: (z.mean((0, 1))[0], 1 / z.std((0, 1))[0]),
+        "mean over the images only": lambda z: (z.mean(0).mean((1, 2)), 1 / z.std(0).mean((1, 2))),
+        "returns a list": lambda z: list(_channel_stats(z)),
+        "scale is 1 / variance": lambda z: (z.mean((0, 2, 3)), 1 / z.var((0, 2, 3))),
+    },
+    "nn_ratio": {
+        "squared distances": lambda q, r: _topk_ratio(q, r, squared=True),
+        "second over first": lambda q, r: _topk_ratio(q, r, swap=True),
+        "nearest over farthest": lambda q, r: _topk_ratio(q, r, farthest=True),
+        "index of the second nearest": lambda q, r: _topk_ratio(q, r, indices_of_second=True),
+        "only the ratios": lambda q, r: _topk_ratio(q, r)[1],
+        "ratio against the nearest of the other queries": lambda q, r: _topk_ratio(q, torch.cat([q, r]))[0:2],
+    },
+})
+
+
 def test_every_exercise_has_wrong_answers_to_fail():
     assert set(WRONG) == set(EXERCISES), "add wrong answers here for every new exercise"
 
@@ -418,8 +451,10 @@ def test_points_are_declared():
     assert all(isinstance(ex.points, int) and ex.points > 0 for ex in EXERCISES.values())
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "01_preprocessing") == 7
     assert {ex.lesson for ex in EXERCISES.values()} == {"01_preprocessing", "02_mlp_generator", "03_vae",
-                                                          "04_gans", "05_evaluation", "06_diffusion"}
+                                                          "04_gans", "05_evaluation", "06_diffusion",
+                                                          "07_your_images"}
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "06_diffusion") == 12
+    assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "07_your_images") == 5
 
 
 # Answers that hand the whole exercise to a library: they pass every numeric test (the library is

@@ -512,8 +512,18 @@ def load_folder(path: str | os.PathLike, image_size: int = 32, channels: int = 3
 
 
 def _open_image(path: str, mode: str) -> Image.Image:
+    """The image at ``path`` in ``mode`` ("L" or "RGB"), upright (its EXIF orientation applied, as a photo
+    viewer shows it), with 16-bit and 32-bit greyscale rescaled to 8 bits (PIL's ``convert`` clips them at 255,
+    which turns a 16-bit scan almost white)."""
+    from PIL import ImageOps
+
     try:
         with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
             return im.convert(mode)
     except (OSError, ValueError) as err:  # the file changed after it was checked
         raise OSError(f"Cannot read image {path!r}: {err}") from None

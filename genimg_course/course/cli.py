@@ -97,8 +97,15 @@ def cmd_train(args) -> int:
         if note:
             print(note)
     print(f"genimg-course {genimg_course.__version__} | profile={run.profile} device={run.device} seed={run.seed}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file; give a folder (it is created if missing)")
     dataset = load_dataset(name, split="train")
     images, labels = images_of(dataset, run.n_train), labels_of(dataset, run.n_train)
+    if args.model == "latent-flow":
+        from genimg_course.latent import check_folder_for_training
+
+        check_folder_for_training(images, labels, list(dataset.classes), name)
     family = MODELS[args.model]
     config = default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes), profile=run.profile)
     model = build_model(args.model, {**config, **training_options(args)})
@@ -107,7 +114,6 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     history = family.train(model, images, run, epochs, args.seed, labels=labels)
     seconds = time.perf_counter() - start
-    out = Path(args.out)
     extra = {"epochs": epochs, "seconds": round(seconds, 2), "profile": run.profile, "seed": args.seed}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
@@ -268,6 +274,19 @@ def cmd_eval(args) -> int:
                              "diverged during training?); retrain it, e.g. with a lower learning rate")
         how = ", ".join(f"{k} {v}" for k, v in sampling.items())
         what = f"{n} samples of {payload['family']} ({source.name}{'; ' + how if how else ''})"
+    if source.suffix != ".npy" and payload["family"] == "latent-flow":  # the student's own images: lesson 07's metrics
+        from genimg_course.latent import evaluate_folder
+
+        results = evaluate_folder(model, images, dataset, seed=payload.get("extra", {}).get("seed", 0))
+        if args.json:
+            print(json.dumps(results))
+            return 0
+        print(f"{what}, against the {results['n_real']} held-out images of {dataset!r} (the autoencoder's encoder "
+              "as features; nothing downloaded):")
+        for key in ("fid", "fid_floor", "precision", "recall", "density", "coverage", "nn_ratio_median",
+                    "nn_ratio_median_held_out", "memorised_fraction"):
+            print(f"  {key:<26} {results[key]:.4g}")
+        return 0
     results = evaluate_images(images, dataset, asked=asked)
     if args.json:
         print(json.dumps(results))
@@ -313,7 +332,7 @@ def cmd_grade(args) -> int:
 
 # genimg_course.zoo.MODELS's names, here so that the parser needs no torch (a test compares the two)
 MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan", "ddpm", "flow", "cddpm", "cflow")
-DIFFUSION_NAMES = ("ddpm", "flow", "cddpm", "cflow")
+DIFFUSION_NAMES = ("ddpm", "flow", "cddpm", "cflow", "latent-flow")
 SAMPLER_NAMES = ("ddim", "ddpm", "heun", "euler")  # genimg_course.diffusion.SAMPLERS, all of them
 
 

@@ -74,6 +74,10 @@ LESSONS: tuple[Lesson, ...] = (
            "the forward process and its schedules, DDPM with a small U-Net, DDIM, rectified flow, quality against "
            "sampler steps, scores and the probability-flow ODE on a 2-D toy, classifier-free guidance; diffusion "
            "joins the comparison table"),
+    Lesson("07_your_images", "Your own images: Stable Diffusion in miniature",
+           "a folder of your images audited (sizes, modes, EXIF, broken files, duplicates), a KL autoencoder and its "
+           "latent scale factor, flow matching in latent space against pixel space, did it learn or copy (nearest "
+           "neighbours), an offline evaluation validated on your folder; export a grid, a GIF and the checkpoint"),
 )
 
 

@@ -1,0 +1,358 @@
+"""Lesson 07: Stable Diffusion in miniature. A KL-regularised autoencoder (lesson 03's VAE with a spatial
+latent and a small KL weight) compresses images to a few channels at 1/4 of the resolution; a flow model
+(lesson 06) is trained on those latents; samples are decoded back to pixels.
+
+    image (B, 3, 32, 32) ─ encoder → μ, log σ² (B, 4, 8, 8) ─ normalise: (μ − shift) · scale → flow training
+    noise (B, 4, 8, 8) ─ flow sampler (Heun) → latent ─ ÷ scale + shift ─ decoder → image (B, 3, 32, 32)
+
+This is the recipe of latent diffusion (Rombach et al., 2022): the autoencoder does the perceptual
+compression once, and the generative model works on 12 times fewer numbers per image. What is left out:
+the perceptual (LPIPS) and adversarial losses that make Stable Diffusion's autoencoder sharp; they need a
+pretrained network, which this course cannot download.
+
+Also here: the memorisation test of lesson 05 in any feature space (``nn_ratio``), and the features the
+lesson evaluates with when the images are the student's own (``encoder_features``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genimg_course import diffusion
+from genimg_course.common.training import progress
+from genimg_course.common.training import Deadline, make_loader
+
+
+# ----------------------------------------------------------------------------- the autoencoder
+@dataclass
+class AutoencoderConfig:
+    image_shape: tuple = (3, 32, 32)
+    latent_channels: int = 4  # Stable Diffusion's: 4
+    downsample: int = 4  # latent side = image side / downsample (a power of 2; Stable Diffusion: 8 at 512 px)
+    width: int = 16  # channels of the first level (doubled at each downsampling)
+    beta: float = 1e-4  # weight of the KL term per latent number against the squared error per pixel
+    lr: float = 2e-3
+
+    def __post_init__(self):
+        self.image_shape = tuple(self.image_shape)
+        c, h, w = self.image_shape
+        if self.downsample < 1 or self.downsample & (self.downsample - 1):
+            raise ValueError(f"downsample must be a power of 2 (1, 2, 4, 8), got {self.downsample}")
+        if h % (4 * self.downsample) or w % (4 * self.downsample):
+            raise ValueError(f"image_shape {self.image_shape}: H and W must be divisible by 4 × downsample = "
+                             f"{4 * self.downsample} (the flow's U-Net halves the latent twice)")
+        if self.latent_channels < 1 or self.beta < 0:
+            raise ValueError(f"latent_channels must be ≥ 1 and beta ≥ 0, got {self.latent_channels}, {self.beta}")
+
+    @property
+    def latent_shape(self) -> tuple:
+        c, h, w = self.image_shape
+        return (self.latent_channels, h // self.downsample, w // self.downsample)
+
+
+class _Res(nn.Module):
+    """x + conv(SiLU(GroupNorm(conv(SiLU(GroupNorm(x)))))): a residual block without time embedding."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+                                  nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class KLAutoencoder(nn.Module):
+    """Encoder: a conv at full resolution, then per halving a stride-2 conv (channels ×2) and a residual
+    block, then a conv to 2 × latent_channels (μ and log σ²). Decoder: the mirror image, with
+    nearest-neighbour upsampling. No residual block at full resolution: there it costs the most and, on a
+    CPU, would take most of the training time."""
+
+    def __init__(self, config: AutoencoderConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or AutoencoderConfig()
+        c = cfg.image_shape[0]
+        levels = int(math.log2(cfg.downsample))
+        widths = [cfg.width * 2**i for i in range(levels + 1)]
+        enc = [nn.Conv2d(c, widths[0], 3, padding=1), nn.SiLU()]
+        for i in range(levels):
+            enc += [nn.Conv2d(widths[i], widths[i + 1], 4, stride=2, padding=1), _Res(widths[i + 1])]
+        enc += [nn.GroupNorm(8, widths[-1]), nn.SiLU(), nn.Conv2d(widths[-1], 2 * cfg.latent_channels, 3, padding=1)]
+        self.encoder = nn.Sequential(*enc)
+        dec = [nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1), _Res(widths[-1])]
+        for i in reversed(range(levels)):
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(widths[i + 1], widths[i], 3, padding=1)]
+            dec += [_Res(widths[i])] if i else []
+        dec += [nn.GroupNorm(8, widths[0]), nn.SiLU(), nn.Conv2d(widths[0], c, 3, padding=1)]
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x: torch.Tensor):
+        """(B, C, H, W) in [−1, 1] → μ, log σ², each (B, latent_channels, H/f, W/f)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-30, 20)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_channels, H/f, W/f) → images (B, C, H, W), about [−1, 1]."""
+        return self.decoder(z)
+
+    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """(loss, squared error per pixel, KL per latent number), each a 0-d tensor: the β-VAE objective of
+        lesson 03 with a Gaussian decoder, written per number so that β does not depend on the image size."""
+        mu, logvar = self.encode(x)
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator).to(mu.device)
+        recon = F.mse_loss(self.decode(z), x)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
+        return recon + self.config.beta * kl, recon, kl
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x)[0]).clamp(-1, 1)
+
+
+def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, batch_size: int = 32,
+                      device="cpu", seed: int = 0, max_seconds: float | None = None, flip: bool = True,
+                      progress_bar: bool = True) -> dict:
+    """Adam on the β-VAE loss; images (N, C, H, W) in [−1, 1]; flip: random horizontal flips (more data for a
+    small folder). Returns {"loss", "recon", "kl", "seconds"}, one value per step."""
+    device = torch.device(device)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=model.config.lr)
+    loader = make_loader(torch.utils.data.TensorDataset(images), batch_size, seed=seed,
+                         drop_last=len(images) > batch_size)
+    g = torch.Generator().manual_seed(seed)
+    history = {"loss": [], "recon": [], "kl": [], "seconds": []}
+    deadline = Deadline(max_seconds)
+    total = epochs * len(loader)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, model.config.lr, total_steps=max(total, 2), pct_start=0.1)
+    for _ in progress(range(epochs), "autoencoder", progress_bar):
+        for (x,) in loader:
+            if flip:
+                mirror = torch.rand(len(x), generator=g) < 0.5
+                x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+            loss, recon, kl = model.losses(x.to(device), g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched.last_epoch < total - 1:
+                sched.step()
+            for key, value in (("loss", loss), ("recon", recon), ("kl", kl)):
+                history[key].append(value.item())
+            history["seconds"].append(deadline.elapsed)
+            if deadline.passed():
+                break
+        if deadline.passed():
+            break
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def encode_all(autoencoder: KLAutoencoder, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """μ of every image: (N, latent_channels, H/f, W/f), on the CPU."""
+    device = next(autoencoder.parameters()).device
+    return torch.cat([autoencoder.encode(x.to(device))[0].cpu() for x in images.split(batch)])
+
+
+def latent_normalisation(latents: torch.Tensor):
+    """(shift, scale), each (C,): the per-channel mean of latents (N, C, h, w) over images and positions, and
+    1 / their standard deviation, so that (latents − shift) · scale has mean 0 and variance 1 in every channel.
+    Stable Diffusion uses one number for all channels (scale 0.18215, no shift); later models (SDXL's VAE, SD3,
+    FLUX) a shift and a scale, because the flow starts from N(0, I) and should end at the same size."""
+    if latents.ndim != 4:
+        raise ValueError(f"latents must be (N, C, h, w), got shape {tuple(latents.shape)}")
+    flat = latents.transpose(0, 1).flatten(1)  # (C, N·h·w)
+    return flat.mean(1), 1 / flat.std(1).clamp_min(1e-8)
+
+
+# ----------------------------------------------------------------------------- the latent flow model
+@dataclass
+class LatentFlowConfig:
+    image_shape: tuple = (3, 32, 32)
+    latent_channels: int = 4
+    downsample: int = 4
+    ae_width: int = 16
+    beta: float = 1e-4
+    n_classes: int = 0  # > 0: class-conditional flow with classifier-free guidance
+    width: int = 32  # the flow U-Net's first level
+    time_sampling: str = "logit-normal"
+    sampler: str = "heun"
+    steps: int = 25
+    guidance: float = 1.0
+    lr: float = 2e-3
+
+    def __post_init__(self):
+        self.image_shape = tuple(self.image_shape)
+
+    def autoencoder_config(self) -> AutoencoderConfig:
+        return AutoencoderConfig(self.image_shape, self.latent_channels, self.downsample, self.ae_width, self.beta)
+
+    def flow_config(self) -> diffusion.DiffusionConfig:
+        return diffusion.DiffusionConfig(
+            image_shape=self.autoencoder_config().latent_shape, objective="flow", n_classes=self.n_classes,
+            width=self.width, time_sampling=self.time_sampling, sampler=self.sampler, steps=self.steps,
+            guidance=self.guidance, lr=self.lr)
+
+
+class LatentFlow(nn.Module):
+    """An autoencoder, a flow model on its normalised latents, and the normalisation (buffers, so that a
+    checkpoint holds them). ``sample`` returns images, like every model of the course."""
+
+    family = "latent-flow"
+
+    def __init__(self, config: LatentFlowConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or LatentFlowConfig()
+        self.autoencoder = KLAutoencoder(cfg.autoencoder_config())
+        self.flow = diffusion.DiffusionModel(cfg.flow_config())
+        self.register_buffer("shift", torch.zeros(cfg.latent_channels))
+        self.register_buffer("scale", torch.ones(cfg.latent_channels))
+
+    def _view(self, v: torch.Tensor) -> torch.Tensor:
+        return v.view(1, -1, 1, 1)
+
+    @torch.no_grad()
+    def to_latent(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [−1, 1] → normalised latents (N, c, h, w), on the CPU."""
+        return (encode_all(self.autoencoder, images) - self._view(self.shift).cpu()) * self._view(self.scale).cpu()
+
+    @torch.no_grad()
+    def to_image(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents → images in [−1, 1]."""
+        z = latents.to(self.shift.device) / self._view(self.scale) + self._view(self.shift)
+        return self.autoencoder.decode(z).clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels=None, steps: int | None = None,
+               sampler: str | None = None, guidance: float | None = None, trajectory: int = 0, **kwargs):
+        """n images (n, C, H, W) in [−1, 1]: the flow's sampler in latent space, then the decoder. With
+        trajectory > 0, also the decoded snapshots along the way (a list, the first decoded from noise)."""
+        self.eval()
+        out = self.flow.sample(n, generator, labels=labels, steps=steps, sampler=sampler, guidance=guidance,
+                               trajectory=trajectory, **kwargs)
+        if trajectory:
+            latents, snapshots = out
+            return self.to_image(latents), [self.to_image(s) for s in snapshots]
+        return self.to_image(out)
+
+
+def train_latent_flow(model: LatentFlow, images: torch.Tensor, ae_epochs: int, flow_epochs: int,
+                      labels: torch.Tensor | None = None, batch_size: int = 32, device="cpu", seed: int = 0,
+                      ae_seconds: float | None = None, flow_seconds: float | None = None, flip: bool = True,
+                      progress_bar: bool = True) -> dict:
+    """Stage 1: the autoencoder. Stage 2: encode every image (and its mirror image, with ``flip``), set the
+    normalisation from those latents, train the flow on them. Returns the two histories and the timings."""
+    start = time.perf_counter()
+    ae = train_autoencoder(model.autoencoder, images, ae_epochs, batch_size, device, seed, ae_seconds, flip,
+                           progress_bar)
+    ae_time = time.perf_counter() - start
+    data = torch.cat([images, images.flip(-1)]) if flip else images
+    ys = None if labels is None or not model.config.n_classes else (
+        torch.cat([labels, labels]) if flip else labels)
+    latents = encode_all(model.autoencoder, data)
+    shift, scale = latent_normalisation(latents)
+    model.shift.copy_(shift.to(model.shift.device))
+    model.scale.copy_(scale.to(model.scale.device))
+    z = (latents - shift.view(1, -1, 1, 1)) * scale.view(1, -1, 1, 1)
+    start = time.perf_counter()
+    flow = diffusion.train_diffusion(model.flow, z, flow_epochs, labels=ys, batch_size=batch_size, device=device,
+                                     seed=seed, max_seconds=flow_seconds, progress_bar=progress_bar)
+    model.to(device).eval()
+    return {"loss": flow["loss"], "ae_loss": ae["loss"], "ae_recon": ae["recon"], "ae_kl": ae["kl"],
+            "ae_seconds": [ae_time], "flow_seconds": [time.perf_counter() - start]}
+
+
+# ----------------------------------------------------------------------------- did it learn or copy?
+def nn_ratio(queries: torch.Tensor, reference: torch.Tensor, batch: int = 256):
+    """For each query (N, D) its nearest reference point (M, D), M ≥ 2: (indices (N,), ratio (N,)) with
+    ratio = d(nearest) / d(second nearest), Euclidean. A copy of a reference point has a ratio near 0; a
+    point no closer to one reference point than to the next, near 1 (lesson 05's memorisation test)."""
+    queries, reference = torch.as_tensor(queries).flatten(1).float(), torch.as_tensor(reference).flatten(1).float()
+    if len(reference) < 2:
+        raise ValueError(f"reference needs at least 2 points (for the second nearest), got {len(reference)}")
+    if queries.shape[1] != reference.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} numbers each, reference {reference.shape[1]}")
+    idx, ratio = [], []
+    for chunk in queries.split(batch):
+        two = torch.cdist(chunk, reference).topk(2, dim=1, largest=False)
+        idx.append(two.indices[:, 0])
+        ratio.append(two.values[:, 0] / two.values[:, 1].clamp_min(1e-12))
+    return torch.cat(idx), torch.cat(ratio)
+
+
+@torch.no_grad()
+def encoder_features(model: LatentFlow, images: torch.Tensor, pooled: int = 4) -> torch.Tensor:
+    """Features for lesson 05's metrics on the student's own images, with nothing downloaded: the normalised
+    latent μ of the autoencoder, average-pooled to ``pooled`` × ``pooled`` (where things are, coarsely) and
+    flattened: (N, latent_channels · pooled²), float64."""
+    z = model.to_latent(images)
+    return F.adaptive_avg_pool2d(z, pooled).flatten(1).double()
+
+
+def split_held_out(n: int, fraction: float = 0.1, seed: int = 0, labels: torch.Tensor | None = None):
+    """(train indices, held-out indices) of n images: ``fraction`` held out (at least 1 per class when labels
+    are given and a class has 2 or more), chosen at random with ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    groups = [torch.arange(n)] if labels is None else [torch.nonzero(labels == k).flatten() for k in labels.unique()]
+    train, held = [], []
+    for idx in groups:
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = min(len(idx) - 1, max(1, round(fraction * len(idx)))) if len(idx) > 1 else 0
+        held.append(idx[:k]); train.append(idx[k:])
+    return torch.cat(train).sort().values, torch.cat(held).sort().values
+
+
+def check_folder_for_training(images: torch.Tensor, labels: torch.Tensor, classes: list[str], where: str) -> None:
+    """The errors a folder gets before any training: too few images to train and evaluate on, or classes of one
+    image each (nothing to hold out, nothing to learn a class from)."""
+    if len(images) < 2:
+        raise ValueError(f"{where}: {len(images)} readable image(s); a generator needs at least 2 to train on "
+                         "(and a few hundred to do well)")
+    counts = torch.bincount(labels.long(), minlength=len(classes))
+    if len(classes) > 1 and (counts < 2).any():
+        lonely = [c for c, k in zip(classes, counts.tolist()) if k < 2]
+        raise ValueError(f"{where}: class folder(s) {', '.join(lonely)} hold fewer than 2 images; give every class "
+                         "at least 2 (better, dozens), or put all the images in one folder for one class")
+
+
+@torch.no_grad()
+def evaluate_folder(model: LatentFlow, samples: torch.Tensor, dataset: str, seed: int = 0,
+                    held_out: float = 0.2) -> dict:
+    """Lesson 07's evaluation of samples (N, C, H, W) in [−1, 1] of a model trained on ``dataset``
+    ("folder:PATH") with ``seed`` (which decides the held-out images, ``split_held_out``): FID, precision,
+    recall, density and coverage in the encoder's features against the held-out images, with the real-vs-real
+    floor; the nearest-neighbour ratio in pixels against the training images, and the fraction of samples
+    below the held-out images' 1st percentile ("memorised")."""
+    import warnings
+
+    from genimg_course import metrics
+    from genimg_course.common.data import load_dataset
+    from genimg_course.common.training import images_of, labels_of
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped files were reported when the model was trained
+        ds = load_dataset(dataset, image_size=model.config.image_shape[-1])
+    x, y = images_of(ds), labels_of(ds)
+    train_idx, held_idx = split_held_out(len(x), held_out, seed, y)
+    train, held = x[train_idx], x[held_idx]
+    if len(held) < 2 or len(samples) < 2:
+        raise ValueError(f"{dataset}: {len(held)} held-out image(s) and {len(samples)} sample(s); the metrics need "
+                         "at least 2 of each (a folder of 10 images or more)")
+    f_train, f_held, f_s = (encoder_features(model, v).numpy() for v in (train, held, samples.float()))
+    k = max(1, min(3, len(held) - 1))
+    precision, recall = metrics.precision_recall(f_held, f_s, k)
+    density, coverage = metrics.density_coverage(f_held, f_s, k=max(1, min(5, len(held) - 1)))
+    r_samples = nn_ratio(samples.flatten(1).float(), train.flatten(1))[1]
+    r_held = nn_ratio(held.flatten(1), train.flatten(1))[1]
+    threshold = float(torch.quantile(r_held, 0.01))
+    return {"n_samples": len(samples), "n_real": len(held), "n_train": len(train), "features": "encoder",
+            "fid": metrics.fid(f_held, f_s), "fid_floor": metrics.fid(f_held, f_train[-len(held):]),
+            "precision": float(precision), "recall": float(recall), "density": float(density),
+            "coverage": float(coverage), "nn_ratio_median": float(r_samples.median()),
+            "nn_ratio_median_held_out": float(r_held.median()), "memorised_threshold": threshold,
+            "memorised_fraction": float((r_samples < threshold).float().mean())}
