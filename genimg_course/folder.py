@@ -225,8 +225,9 @@ def _walk(root: Path) -> tuple[list[str], list[tuple[str, int]], list[tuple[str,
             bad.append((os.path.relpath(p, root), reason))
         return reason is None
 
-    if _has_class_folders(root):
-        classes, class_to_idx = tv_folder.find_classes(str(root))
+    if _has_class_folders(root):  # as load_folder: hidden folders (.ipynb_checkpoints) are not classes
+        classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        class_to_idx = {name: i for i, name in enumerate(classes)}
     else:
         classes, class_to_idx = ["."], {".": 0}  # a flat folder: one class, the folder itself
     samples = tv_folder.make_dataset(str(root), class_to_idx, is_valid_file=is_valid_file, allow_empty=True)

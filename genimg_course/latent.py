@@ -41,18 +41,23 @@ class AutoencoderConfig:
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
-        c, h, w = self.image_shape
+        if len(self.image_shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {self.image_shape}")
         if self.downsample < 1 or self.downsample & (self.downsample - 1):
             raise ValueError(f"downsample must be a power of 2 (1, 2, 4, 8), got {self.downsample}")
-        if h % (4 * self.downsample) or w % (4 * self.downsample):
-            raise ValueError(f"image_shape {self.image_shape}: H and W must be divisible by 4 × downsample = "
-                             f"{4 * self.downsample} (the flow's U-Net halves the latent twice)")
         if self.latent_channels < 1 or self.beta < 0:
             raise ValueError(f"latent_channels must be ≥ 1 and beta ≥ 0, got {self.latent_channels}, {self.beta}")
 
     @property
+    def padded_size(self) -> tuple:
+        """(H, W) rounded up to a multiple of 4 × downsample: the flow's U-Net halves the latent twice, so a
+        28 × 28 digit is padded to 32 × 32 (edge pixels repeated) and the decoder's output cropped back."""
+        m = 4 * self.downsample
+        return tuple(-(-side // m) * m for side in self.image_shape[1:])
+
+    @property
     def latent_shape(self) -> tuple:
-        c, h, w = self.image_shape
+        h, w = self.padded_size
         return (self.latent_channels, h // self.downsample, w // self.downsample)
 
 
@@ -93,13 +98,18 @@ class KLAutoencoder(nn.Module):
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x: torch.Tensor):
-        """(B, C, H, W) in [−1, 1] → μ, log σ², each (B, latent_channels, H/f, W/f)."""
+        """(B, C, H, W) in [−1, 1] → μ, log σ², each (B, latent_channels, H/f, W/f) (H, W padded, see
+        ``AutoencoderConfig.padded_size``)."""
+        (h, w), (ph, pw) = self.config.image_shape[1:], self.config.padded_size
+        if (ph, pw) != (h, w):
+            x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-30, 20)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_channels, H/f, W/f) → images (B, C, H, W), about [−1, 1]."""
-        return self.decoder(z)
+        """(B, latent_channels, h, w) → images (B, C, H, W), about [−1, 1]."""
+        h, w = self.config.image_shape[1:]
+        return self.decoder(z)[..., :h, :w]
 
     def losses(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """(loss, squared error per pixel, KL per latent number), each a 0-d tensor: the β-VAE objective of
@@ -320,6 +330,18 @@ def check_folder_for_training(images: torch.Tensor, labels: torch.Tensor, classe
                          "at least 2 (better, dozens), or put all the images in one folder for one class")
 
 
+def drop_duplicates(images: torch.Tensor, labels: torch.Tensor, dataset: str, image_size: int):
+    """``images`` and ``labels`` of ``dataset`` ("folder:PATH", as ``load_dataset`` loaded them) without the exact
+    and near duplicates ``folder.audit_folder`` finds (the first of each group is kept): what lesson 07, ``genimg
+    train latent-flow`` and ``evaluate_folder`` train and evaluate on, so that the held-out split is the same."""
+    from genimg_course import folder
+
+    path = dataset.partition(":")[2]
+    drop = set(folder.audit_folder(path, image_size=image_size, channels=images.shape[1]).duplicate_indices())
+    keep = torch.tensor([i for i in range(len(images)) if i not in drop], dtype=torch.long)
+    return images[keep], labels[keep]
+
+
 @torch.no_grad()
 def evaluate_folder(model: LatentFlow, samples: torch.Tensor, dataset: str, seed: int = 0,
                     held_out: float = 0.2) -> dict:
@@ -337,7 +359,7 @@ def evaluate_folder(model: LatentFlow, samples: torch.Tensor, dataset: str, seed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped files were reported when the model was trained
         ds = load_dataset(dataset, image_size=model.config.image_shape[-1])
-    x, y = images_of(ds), labels_of(ds)
+    x, y = drop_duplicates(images_of(ds), labels_of(ds), dataset, model.config.image_shape[-1])
     train_idx, held_idx = split_held_out(len(x), held_out, seed, y)
     train, held = x[train_idx], x[held_idx]
     if len(held) < 2 or len(samples) < 2:

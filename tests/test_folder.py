@@ -156,6 +156,14 @@ def test_flat_folder_and_empty_class(tmp_path, sample, audit):
     a = folder.audit_folder(tmp_path / "classes")
     assert a.classes == {"cats": 1, "dogs": 0} and a.empty_classes == ["dogs"]
     assert "'dogs' has no readable image" in a.report()
+    with pytest.raises(ValueError, match="Class folder\\(s\\) 'dogs' in .* hold no readable image"):
+        data.load_folder(tmp_path / "classes")
+    (tmp_path / "classes" / "dogs" / "d.png").unlink()
+    shutil.copy(sample / audit.files[1], tmp_path / "classes" / "dogs" / "d.png")
+    (tmp_path / "classes" / ".ipynb_checkpoints").mkdir()  # Jupyter's, not a class
+    ds = data.load_folder(tmp_path / "classes")
+    assert ds.classes == ["cats", "dogs"] and len(ds) == 2
+    assert folder.audit_folder(tmp_path / "classes").classes == {"cats": 1, "dogs": 1}
 
 
 def test_audit_errors_name_the_path(tmp_path):

@@ -490,15 +490,22 @@ def load_folder(path: str | os.PathLike, image_size: int = 32, channels: int = 3
 
     class _Folder(datasets.ImageFolder):
         def find_classes(self, directory):
-            if _has_class_folders(Path(directory)):
-                return super().find_classes(directory)
+            if _has_class_folders(Path(directory)):  # hidden folders (.ipynb_checkpoints, .git) are not classes
+                classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+                return classes, {name: i for i, name in enumerate(classes)}
             return ["."], {".": 0}  # a flat folder: one class, the folder itself
 
     try:
         ds = _Folder(str(root), transform=transform, loader=lambda p: _open_image(p, mode),
-                     is_valid_file=is_valid_file)
+                     is_valid_file=is_valid_file, allow_empty=True)
     except FileNotFoundError:
         ds = None
+    if ds is not None and len(ds):
+        counts = torch.bincount(torch.tensor(ds.targets), minlength=len(ds.classes))
+        empty = [name for name, k in zip(ds.classes, counts.tolist()) if k == 0]
+        if empty:
+            raise ValueError(f"Class folder(s) {', '.join(repr(e) for e in empty)} in {str(root)!r} hold no readable "
+                             "image; remove them or add images (every sub-folder is a class)")
     if bad:
         listing = "\n".join(f"  {name}: {why}" for name, why in bad)
         warnings.warn(f"Skipped {len(bad)} unreadable file(s) in {str(root)!r}:\n{listing}", stacklevel=2)

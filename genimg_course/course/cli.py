@@ -102,9 +102,13 @@ def cmd_train(args) -> int:
         raise NotADirectoryError(f"--out {str(out)!r} is a file; give a folder (it is created if missing)")
     dataset = load_dataset(name, split="train")
     images, labels = images_of(dataset, run.n_train), labels_of(dataset, run.n_train)
-    if args.model == "latent-flow":
-        from genimg_course.latent import check_folder_for_training
+    if args.model == "latent-flow" and name.startswith("folder"):  # as lesson 07 does: duplicates out, then checks
+        from genimg_course.latent import check_folder_for_training, drop_duplicates
 
+        before = len(images)
+        images, labels = drop_duplicates(images, labels, name, images.shape[-1])
+        if len(images) < before:
+            print(f"dropped {before - len(images)} exact or near duplicate image(s) (genimg_course.folder.audit_folder)")
         check_folder_for_training(images, labels, list(dataset.classes), name)
     family = MODELS[args.model]
     config = default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes), profile=run.profile)
@@ -165,14 +169,14 @@ def sampling_options(args, model, family: str) -> dict:
                if getattr(args, k, None) is not None}
     if getattr(args, "clipped_eps", False):
         options["clipped_model_output"] = True
-    if options and family not in DIFFUSION_NAMES:
+    if options and family not in SAMPLING_NAMES:
         flags = ", ".join(f"--{k}" for k in options)
-        raise ValueError(f"{flags}: only for diffusion and flow models ({', '.join(DIFFUSION_NAMES)}); "
+        raise ValueError(f"{flags}: only for diffusion and flow models ({', '.join(SAMPLING_NAMES)}); "
                          f"this checkpoint holds a {family!r} model")
     if options.get("steps") is not None and options["steps"] < 1:
         raise ValueError(f"--steps must be at least 1, got {options['steps']}")
     if "guidance" in options and not getattr(model.config, "n_classes", 0):
-        raise ValueError(f"--guidance is for a class-conditional model (cddpm, cflow); this checkpoint holds "
+        raise ValueError(f"--guidance is for a class-conditional model (cddpm, cflow, a latent-flow with classes); this checkpoint holds "
                          f"an unconditional {family!r} model")
     return options
 
@@ -205,7 +209,7 @@ def cmd_sample(args) -> int:
     labels = None
     if args.label is not None:
         if not getattr(model.config, "n_classes", 0):
-            raise ValueError(f"--label is for a conditional model (cgan, cddpm, cflow); {str(args.checkpoint)!r} "
+            raise ValueError(f"--label is for a conditional model (cgan, cddpm, cflow, a latent-flow with classes); {str(args.checkpoint)!r} "
                              f"holds a {payload['family']!r} model")
         labels = torch.full((args.n,), args.label)  # the model itself rejects a class it does not know
     images = ((draw_samples(model, args.n, args.seed, labels, **sampling) + 1) / 2).clamp(0, 1)  # in [0, 1]
@@ -274,7 +278,8 @@ def cmd_eval(args) -> int:
                              "diverged during training?); retrain it, e.g. with a lower learning rate")
         how = ", ".join(f"{k} {v}" for k, v in sampling.items())
         what = f"{n} samples of {payload['family']} ({source.name}{'; ' + how if how else ''})"
-    if source.suffix != ".npy" and payload["family"] == "latent-flow":  # the student's own images: lesson 07's metrics
+    if source.suffix != ".npy" and payload["family"] == "latent-flow" and dataset.startswith("folder"):
+        # the student's own images: lesson 07's metrics (no classifier was trained on them)
         from genimg_course.latent import evaluate_folder
 
         results = evaluate_folder(model, images, dataset, seed=payload.get("extra", {}).get("seed", 0))
@@ -331,8 +336,10 @@ def cmd_grade(args) -> int:
 
 
 # genimg_course.zoo.MODELS's names, here so that the parser needs no torch (a test compares the two)
-MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan", "ddpm", "flow", "cddpm", "cflow")
-DIFFUSION_NAMES = ("ddpm", "flow", "cddpm", "cflow", "latent-flow")
+MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan", "ddpm", "flow", "cddpm", "cflow",
+               "latent-flow")
+DIFFUSION_NAMES = ("ddpm", "flow", "cddpm", "cflow")
+SAMPLING_NAMES = DIFFUSION_NAMES + ("latent-flow",)  # the models whose sampler takes --steps, --sampler, --guidance
 SAMPLER_NAMES = ("ddim", "ddpm", "heun", "euler")  # genimg_course.diffusion.SAMPLERS, all of them
 
 
@@ -402,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="FILE.npy (float32 (N, C, H, W) in [0, 1]) or FILE.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
-    p.add_argument("--label", type=int, help="class index K: only class K (conditional models: cgan, cddpm, cflow)")
+    p.add_argument("--label", type=int, help="class index K: only class K (conditional models: cgan, cddpm, cflow, latent-flow on a folder with classes)")
     p.add_argument("--dataset", help="a check: an error unless the checkpoint was trained on this dataset "
                                      "(a checkpoint always samples the data it was trained on)")
     add_sampling_arguments(p)
