@@ -304,6 +304,30 @@ def encoder_features(model: LatentFlow, images: torch.Tensor, pooled: int = 4) -
     return F.adaptive_avg_pool2d(z, pooled).flatten(1).double()
 
 
+def pyramid_features(images: torch.Tensor, levels: int = 3) -> torch.Tensor:
+    """Features of images (N, C, H, W) that need no trained network: for each of ``levels`` bands of a
+    Laplacian pyramid (the detail lost by halving the resolution), the mean absolute value and the standard
+    deviation of each colour channel (how much fine detail, edges and noise the image has at that scale), and
+    the image average-pooled to 4 × 4 (its colours and layout, coarsely): (N, 2 · levels · C + 16 C), float64.
+
+    Raw, the layout block dominates any distance; ``standardise`` them with a reference set's statistics.
+    ProGAN's sliced Wasserstein distance (Karras et al., 2018) compares Laplacian-pyramid patches for the same
+    reason: it sees sharpness and noise, which coarse features miss."""
+    feats, x = [], images.float()
+    for _ in range(levels):
+        low = F.avg_pool2d(x, 2)
+        band = x - F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False)
+        feats += [band.abs().mean((2, 3)), band.std((2, 3))]
+        x = low
+    feats.append(F.adaptive_avg_pool2d(images.float(), 4).flatten(1))
+    return torch.cat(feats, 1).double()
+
+
+def standardise(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Each feature minus the reference set's mean, over its standard deviation: every dimension weighs the same."""
+    return (features - reference.mean(0)) / reference.std(0).clamp_min(1e-12)
+
+
 def split_held_out(n: int, fraction: float = 0.1, seed: int = 0, labels: torch.Tensor | None = None):
     """(train indices, held-out indices) of n images: ``fraction`` held out (at least 1 per class when labels
     are given and a class has 2 or more), chosen at random with ``seed``."""
@@ -347,8 +371,8 @@ def evaluate_folder(model: LatentFlow, samples: torch.Tensor, dataset: str, seed
                     held_out: float = 0.2) -> dict:
     """Lesson 07's evaluation of samples (N, C, H, W) in [−1, 1] of a model trained on ``dataset``
     ("folder:PATH") with ``seed`` (which decides the held-out images, ``split_held_out``): FID, precision,
-    recall, density and coverage in the encoder's features against the held-out images, with the real-vs-real
-    floor; the nearest-neighbour ratio in pixels against the training images, and the fraction of samples
+    recall, density and coverage in standardised ``pyramid_features`` against the held-out images, with the
+    real-vs-real floor (as many training images); the nearest-neighbour ratio in pixels against the training images, and the fraction of samples
     below the held-out images' 1st percentile ("memorised")."""
     import warnings
 
@@ -365,15 +389,17 @@ def evaluate_folder(model: LatentFlow, samples: torch.Tensor, dataset: str, seed
     if len(held) < 2 or len(samples) < 2:
         raise ValueError(f"{dataset}: {len(held)} held-out image(s) and {len(samples)} sample(s); the metrics need "
                          "at least 2 of each (a folder of 10 images or more)")
-    f_train, f_held, f_s = (encoder_features(model, v).numpy() for v in (train, held, samples.float()))
+    ref = pyramid_features(train)
+    f_train, f_held, f_s = (standardise(pyramid_features(v), ref).numpy() for v in (train, held, samples.float()))
+    floor_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:len(held)]
     k = max(1, min(3, len(held) - 1))
     precision, recall = metrics.precision_recall(f_held, f_s, k)
     density, coverage = metrics.density_coverage(f_held, f_s, k=max(1, min(5, len(held) - 1)))
     r_samples = nn_ratio(samples.flatten(1).float(), train.flatten(1))[1]
     r_held = nn_ratio(held.flatten(1), train.flatten(1))[1]
     threshold = float(torch.quantile(r_held, 0.01))
-    return {"n_samples": len(samples), "n_real": len(held), "n_train": len(train), "features": "encoder",
-            "fid": metrics.fid(f_held, f_s), "fid_floor": metrics.fid(f_held, f_train[-len(held):]),
+    return {"n_samples": len(samples), "n_real": len(held), "n_train": len(train), "features": "pyramid",
+            "fid": metrics.fid(f_held, f_s), "fid_floor": metrics.fid(f_held, f_train[floor_idx.numpy()]),
             "precision": float(precision), "recall": float(recall), "density": float(density),
             "coverage": float(coverage), "nn_ratio_median": float(r_samples.median()),
             "nn_ratio_median_held_out": float(r_held.median()), "memorised_threshold": threshold,

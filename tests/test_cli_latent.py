@@ -43,7 +43,7 @@ def test_train_sample_eval_on_a_folder_with_classes(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out / "model.pt"), "-n", "12", "--steps", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["features"] == "encoder" and result["n_real"] == 4 and result["n_train"] == 12
+    assert result["features"] == "pyramid" and result["n_real"] == 4 and result["n_train"] == 12
     assert 0 <= result["memorised_fraction"] <= 1 and result["fid"] >= 0
 
 

@@ -120,3 +120,16 @@ def test_evaluate_folder_catches_copies(tmp_path):
     assert result["memorised_fraction"] == 1.0 and result["nn_ratio_median"] < 0.01
     novel = latent.evaluate_folder(model, loaded[held_idx], f"folder:{tmp_path}", seed=0)
     assert novel["memorised_fraction"] < 0.5
+
+
+def test_pyramid_features_see_blur_and_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 16, 16, generator=g) * 2 - 1
+    f = latent.pyramid_features(x)
+    assert f.shape == (6, 2 * 3 * 3 + 16 * 3) and f.dtype == torch.float64
+    blurred = latent.pyramid_features(torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1))
+    noisy = latent.pyramid_features(x + 0.3 * torch.randn(x.shape, generator=g))
+    fine = slice(0, 6)  # the finest band's mean |band| and std, per channel
+    assert (blurred[:, fine] < f[:, fine]).all() and (noisy[:, fine] > f[:, fine]).all()
+    z = latent.standardise(f, f)
+    assert torch.allclose(z.mean(0), torch.zeros(z.shape[1], dtype=torch.float64), atol=1e-9)

@@ -286,8 +286,8 @@ def cmd_eval(args) -> int:
         if args.json:
             print(json.dumps(results))
             return 0
-        print(f"{what}, against the {results['n_real']} held-out images of {dataset!r} (the autoencoder's encoder "
-              "as features; nothing downloaded):")
+        print(f"{what}, against the {results['n_real']} held-out images of {dataset!r} (Laplacian-pyramid "
+              "features, latent.pyramid_features; nothing downloaded):")
         for key in ("fid", "fid_floor", "precision", "recall", "density", "coverage", "nn_ratio_median",
                     "nn_ratio_median_held_out", "memorised_fraction"):
             print(f"  {key:<26} {results[key]:.4g}")
