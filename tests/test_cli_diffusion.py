@@ -108,11 +108,11 @@ def test_cflow_label_and_guidance(trained, tmp_path, calls):
     ("ddpm", ["--eta", "1.5"], "eta (DDIM's stochasticity) must be a number in [0, 1], got 1.5"),
     ("ddpm", ["--eta", "0.5", "--sampler", "ddpm"], "eta is DDIM's setting; sampler 'ddpm' has none"),
     ("cflow", ["--eta", "0.5"], "eta is DDIM's setting; sampler 'heun' (the model default) has none"),
-    ("ddpm", ["--guidance", "2"], "--guidance is for a class-conditional model (cddpm, cflow)"),
+    ("ddpm", ["--guidance", "2"], "--guidance is for a class-conditional model (cddpm, cflow, a latent-flow with classes)"),
     ("ddpm", ["--label", "3"], "--label is for a conditional model"),
     ("cflow", ["--label", "10"], "label 10 is out of range: this model knows classes 0..9"),
     ("ddpm", ["--steps", "1001"], "steps=1001 is more than the model's T=1000"),
-    ("dcgan", ["--steps", "3"], "--steps: only for diffusion and flow models (ddpm, flow, cddpm, cflow); this "
+    ("dcgan", ["--steps", "3"], "--steps: only for diffusion and flow models (ddpm, flow, cddpm, cflow, latent-flow); this "
                                 "checkpoint holds a 'dcgan' model"),
     ("dcgan", ["--sampler", "ddim", "--guidance", "2"], "--sampler, --guidance: only for diffusion"),
 ])

@@ -82,7 +82,9 @@ def test_endless_loop_is_stopped_and_earlier_exercises_count(batch, student):
     assert "time limit of 15 s" in r["problem"]
     assert status(batch, student, "normalize")[0] == "not graded"
     assert total(batch, student) == MAX - EXERCISES["normalize"].points
-    assert r["seconds"] < 45
+    # stopped after its 15 s, not at the notebook's 45 s limit: compared with the full submission's run in the same
+    # batch (the grader's set-up cell is not counted in the notebook's time, so an absolute bound is machine-bound)
+    assert r["seconds"] < batch["results"]["full"]["seconds"] + 15 + 10
 
 
 def test_warnings_cost_nothing(batch):
@@ -93,7 +95,7 @@ def test_sleeping_past_the_notebook_limit(batch):
     r = batch["results"]["sleepy"]
     assert "notebook ran past its time limit of 45 s" in r["problem"]
     assert 0 < total(batch, "sleepy") < MAX  # the exercises graded before the limit keep their points
-    assert r["seconds"] < 45 + 30
+    assert r["seconds"] < batch["results"]["full"]["seconds"] + 45  # stopped at the limit (set-up not counted in it)
 
 
 def test_dead_kernel_is_noticed_at_once(batch):
