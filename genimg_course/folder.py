@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from genimg_course.common.data import IMAGE_EXTENSIONS, _has_class_folders, _open_image, check_image_file
+from genimg_course.common.data import IMAGE_EXTENSIONS, _open_image, folder_classes, image_file_check
 
 SAMPLE_CLASSES = ("china", "flower")  # the stems of scikit-learn's two sample photographs
 MARKER = ".genimg_sample_folder"  # written last: a folder holding it is complete, made with its parameters
@@ -216,21 +216,9 @@ def _walk(root: Path) -> tuple[list[str], list[tuple[str, int]], list[tuple[str,
     from torchvision.datasets import folder as tv_folder
 
     bad: list[tuple[str, str]] = []
-
-    def is_valid_file(p: str) -> bool:
-        if not p.lower().endswith(IMAGE_EXTENSIONS):
-            return False
-        reason = check_image_file(p)
-        if reason:
-            bad.append((os.path.relpath(p, root), reason))
-        return reason is None
-
-    if _has_class_folders(root):  # as load_folder: hidden folders (.ipynb_checkpoints) are not classes
-        classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-        class_to_idx = {name: i for i, name in enumerate(classes)}
-    else:
-        classes, class_to_idx = ["."], {".": 0}  # a flat folder: one class, the folder itself
-    samples = tv_folder.make_dataset(str(root), class_to_idx, is_valid_file=is_valid_file, allow_empty=True)
+    classes, class_to_idx = folder_classes(root)  # as load_folder: hidden folders are not classes
+    samples = tv_folder.make_dataset(str(root), class_to_idx, is_valid_file=image_file_check(root, bad),
+                                     allow_empty=True)
     return classes, samples, bad
 
 

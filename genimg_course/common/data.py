@@ -428,6 +428,29 @@ def _online(key: str, split: str, root, convert: bool = True) -> ImageTensorData
 
 
 # ----------------------------------------------------------------------------- folder
+def folder_classes(root: Path) -> tuple[list[str], dict[str, int]]:
+    """(classes, class → index) of an image folder: its sub-folders, sorted, but not hidden ones
+    (.ipynb_checkpoints, .git); a flat folder is one class, "." (the folder itself)."""
+    if _has_class_folders(root):
+        classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        return classes, {name: i for i, name in enumerate(classes)}
+    return ["."], {".": 0}
+
+
+def image_file_check(root: Path, bad: list):
+    """``is_valid_file`` for torchvision's folder datasets: an image extension and a file PIL can decode;
+    every other image file is appended to ``bad`` as (path relative to ``root``, reason)."""
+    def is_valid_file(p: str) -> bool:
+        if not p.lower().endswith(IMAGE_EXTENSIONS):
+            return False
+        reason = check_image_file(p)
+        if reason:
+            bad.append((os.path.relpath(p, root), reason))
+        return reason is None
+
+    return is_valid_file
+
+
 def _has_class_folders(root: Path) -> bool:
     """True when ``root`` has class sub-folders (ImageFolder layout), False for a flat folder."""
     return any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
@@ -470,15 +493,7 @@ def load_folder(path: str | os.PathLike, image_size: int = 32, channels: int = 3
         raise ValueError(f"image_size must be an int >= 4, got {image_size!r}")
 
     bad: list[tuple[str, str]] = []
-
-    def is_valid_file(p: str) -> bool:
-        if not p.lower().endswith(IMAGE_EXTENSIONS):
-            return False
-        reason = check_image_file(p)
-        if reason:
-            bad.append((os.path.relpath(p, root), reason))
-        return reason is None
-
+    is_valid_file = image_file_check(root, bad)
     transform = v2.Compose([
         v2.ToImage(),  # PIL -> uint8 tensor (C, H, W)
         v2.Resize(image_size, antialias=True),  # short side -> image_size
@@ -490,10 +505,7 @@ def load_folder(path: str | os.PathLike, image_size: int = 32, channels: int = 3
 
     class _Folder(datasets.ImageFolder):
         def find_classes(self, directory):
-            if _has_class_folders(Path(directory)):  # hidden folders (.ipynb_checkpoints, .git) are not classes
-                classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
-                return classes, {name: i for i, name in enumerate(classes)}
-            return ["."], {".": 0}  # a flat folder: one class, the folder itself
+            return folder_classes(Path(directory))
 
     try:
         ds = _Folder(str(root), transform=transform, loader=lambda p: _open_image(p, mode),
