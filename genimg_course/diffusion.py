@@ -502,10 +502,13 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def train_diffusion(model: DiffusionModel, images: torch.Tensor, epochs: int, labels: torch.Tensor | None = None,
                     batch_size: int | None = None, device="cpu", seed: int = 0, amp: bool = False,
-                    max_seconds: float | None = None, progress_bar: bool = True, loss_fn=None) -> dict:
+                    max_seconds: float | None = None, progress_bar: bool = True, loss_fn=None,
+                    snapshot=None) -> dict:
     """Train with AdamW, a short warm-up of the learning rate and a moving average of the weights.
 
     images: (N, C, H, W) in [−1, 1]; labels: (N,) class indices (conditional models only).
+    ``snapshot(step, seconds)``, if given, is called after every step (``genimg train --snapshots`` saves the
+    model at chosen times with it: quality against training time without retraining).
     Returns {"loss": [per step], "seconds": [elapsed at each step]}.
     """
     cfg = model.config
@@ -549,6 +552,8 @@ def train_diffusion(model: DiffusionModel, images: torch.Tensor, epochs: int, la
             history["loss"].append(loss.item())
             history["seconds"].append(deadline.elapsed)
             step += 1
+            if snapshot is not None:
+                snapshot(step, deadline.elapsed)
             if deadline.passed():
                 break
         if deadline.passed():

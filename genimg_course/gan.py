@@ -562,7 +562,7 @@ class ConditionalGAN(DCGAN):
 def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Tensor | None = None,
               batch_size: int | None = None, device="cpu", seed: int = 0, max_seconds: float | None = None,
               progress_bar: bool = True, dashboard=None, ema_fn=None, fast: bool = True,
-              compile: bool = False) -> dict:
+              compile: bool = False, snapshot=None) -> dict:
     """Train ``model`` with its configuration's recipe. images: (N, C, H, W) in [-1, 1];
     labels: (N,) class indices (conditional GAN); batch_size: default ``batch_size_for(device)``.
     Returns the per-step history
@@ -572,6 +572,7 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
     dashboard: an object with ``update(step, history, model)`` and ``close()``
     (``genimg_course.common.dashboard.TrainingDashboard``); it replaces the progress bar.
     ema_fn: the moving-average update (default ``ema_update``; the notebook passes yours).
+    snapshot: called as ``snapshot(step, seconds)`` after every step (``genimg train --snapshots``).
     Mixed precision stays off: these networks are small and a GAN's balance is touchy.
     fast: on CUDA, keep the images, the noise and each step's numbers on the GPU (see the end of
     ``training.py``); the same steps, without waiting for the GPU every step. No effect elsewhere.
@@ -627,6 +628,8 @@ def train_gan(model: DCGAN, images: torch.Tensor, epochs: int, labels: torch.Ten
             step += 1
             if dashboard is not None:
                 dashboard.update(step, history, model)
+            if snapshot is not None:
+                snapshot(step, deadline.elapsed)
             if deadline.passed():
                 break
         if deadline.passed():

@@ -125,6 +125,17 @@ class KLAutoencoder(nn.Module):
         return self.decode(self.encode(x)[0]).clamp(-1, 1)
 
 
+def one_cycle(done: float, lr: float) -> float:
+    """The one-cycle learning rate (Smith & Topin, 2019) at ``done`` ∈ [0, 1] of training: a cosine rise from
+    lr/25 to lr over the first 10%, then a cosine fall to lr/250,000, as torch's ``OneCycleLR`` with its defaults.
+    Written out because ``OneCycleLR`` needs the number of steps in advance, and a budget in seconds does not
+    know it: here ``done`` can be the fraction of the time spent."""
+    low, end, warm = lr / 25, lr / 25 / 1e4, 0.1
+    if done < warm:
+        return low + (lr - low) * (1 - math.cos(math.pi * done / warm)) / 2
+    return end + (lr - end) * (1 + math.cos(math.pi * (done - warm) / (1 - warm))) / 2
+
+
 def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, batch_size: int = 32,
                       device="cpu", seed: int = 0, max_seconds: float | None = None, flip: bool = True,
                       progress_bar: bool = True) -> dict:
@@ -138,19 +149,21 @@ def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, b
     g = torch.Generator().manual_seed(seed)
     history = {"loss": [], "recon": [], "kl": [], "seconds": []}
     deadline = Deadline(max_seconds)
-    total = epochs * len(loader)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, model.config.lr, total_steps=max(total, 2), pct_start=0.1)
+    total, step = max(epochs * len(loader), 2), 0
     for _ in progress(range(epochs), "autoencoder", progress_bar):
         for (x,) in loader:
             if flip:
                 mirror = torch.rand(len(x), generator=g) < 0.5
                 x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
             loss, recon, kl = model.losses(x.to(device), g)
+            # the schedule follows whichever runs out first, the epochs or the seconds
+            done = step / total if max_seconds is None else max(step / total, deadline.elapsed / max_seconds)
+            for group in opt.param_groups:
+                group["lr"] = one_cycle(min(done, 1.0), model.config.lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if sched.last_epoch < total - 1:
-                sched.step()
+            step += 1
             for key, value in (("loss", loss), ("recon", recon), ("kl", kl)):
                 history[key].append(value.item())
             history["seconds"].append(deadline.elapsed)

@@ -24,7 +24,7 @@ from genimg_course.common.checkpoint import CheckpointError, read_checkpoint, sa
 class Family:
     model: type  # the nn.Module class
     config: type  # its configuration dataclass
-    train: Callable  # train(model, images, run, epochs, seed, max_seconds, progress_bar, labels) -> history
+    train: Callable  # train(model, images, run, epochs, seed, max_seconds, progress_bar, labels[, snapshot]) -> history
     about: str
 
 
@@ -45,15 +45,17 @@ def _train_vae(model, images, run, epochs, seed, max_seconds=None, progress_bar=
                          max_seconds=max_seconds, progress_bar=progress_bar)
 
 
-def _train_gan(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
+def _train_gan(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None, snapshot=None):
     return gan.train_gan(model, images, epochs, labels=labels if model.config.n_classes else None,
-                         device=run.device, seed=seed, max_seconds=max_seconds, progress_bar=progress_bar)
+                         device=run.device, seed=seed, max_seconds=max_seconds, progress_bar=progress_bar,
+                         snapshot=snapshot)
 
 
-def _train_diffusion(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
+def _train_diffusion(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None,
+                     snapshot=None):
     return diffusion.train_diffusion(model, images, epochs, labels=labels if model.config.n_classes else None,
-                                     batch_size=run.batch_size, device=run.device, seed=seed, amp=run.amp, max_seconds=max_seconds,
-                                     progress_bar=progress_bar)
+                                     batch_size=run.batch_size, device=run.device, seed=seed, amp=run.amp,
+                                     max_seconds=max_seconds, progress_bar=progress_bar, snapshot=snapshot)
 
 
 def _train_latent_flow(model, images, run, epochs, seed, max_seconds=None, progress_bar=True, labels=None):
@@ -61,9 +63,12 @@ def _train_latent_flow(model, images, run, epochs, seed, max_seconds=None, progr
     # seed); the autoencoder gets half the flow's epochs: it sees each image once per epoch, the flow twice (mirrored)
     train_idx, _ = latent.split_held_out(len(images), 0.2, seed, labels)
     images, labels = images[train_idx], (None if labels is None else labels[train_idx])
+    # a budget in seconds is shared as lesson 07 shares it: 40% for the autoencoder, 60% for the flow
+    ae_seconds = None if max_seconds is None else 0.4 * max_seconds
+    flow_seconds = None if max_seconds is None else max_seconds - ae_seconds
     return latent.train_latent_flow(model, images, max(1, epochs // 2), epochs, labels=labels, batch_size=32,
                                     device=run.device, seed=seed, progress_bar=progress_bar,
-                                    flow_seconds=max_seconds)
+                                    ae_seconds=ae_seconds, flow_seconds=flow_seconds)
 
 
 MODELS: dict[str, Family] = {

@@ -89,6 +89,9 @@ def cmd_train(args) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise ValueError(f"--seconds must be a positive number of seconds, got {args.seconds}")
+    snapshot_times = parse_snapshots(args.snapshots)
     # the dataset is settled here, not by setup: an explicit --dataset that cannot be had is an error
     run = genimg_course.setup(seed=args.seed, profile=args.profile, verbose=False, prepare_data=False)
     name = args.dataset
@@ -113,12 +116,29 @@ def cmd_train(args) -> int:
     family = MODELS[args.model]
     config = default_config(args.model, tuple(images.shape[1:]), n_classes=len(dataset.classes), profile=run.profile)
     model = build_model(args.model, {**config, **training_options(args)})
-    epochs = args.epochs if args.epochs is not None else epochs_for(args.model, run.profile, len(images))
-    print(f"training {args.model} ({family.about}) on {name}: {len(images)} images, {epochs} epochs")
+    if args.epochs is not None:
+        epochs = args.epochs
+    elif args.seconds is not None:
+        epochs = 10**9  # the budget in seconds stops it
+    else:
+        epochs = epochs_for(args.model, run.profile, len(images))
+    budget = f"{args.seconds:g} s" + (f" or {epochs} epochs" if args.epochs is not None else "") \
+        if args.seconds is not None else f"{epochs} epochs"
+    print(f"training {args.model} ({family.about}) on {name}: {len(images)} images, {budget}; "
+          f"{torch.get_num_threads()} CPU threads")
+    options = {"labels": labels}
+    if snapshot_times:
+        if args.model not in ("dcgan", "cgan", "ddpm", "flow", "cddpm", "cflow"):
+            raise ValueError(f"--snapshots is for dcgan, cgan, ddpm, flow, cddpm and cflow, not {args.model!r}")
+        options["snapshot"] = Snapshots(model, snapshot_times, out / "snapshots", name,
+                                        {"profile": run.profile, "seed": args.seed})
     start = time.perf_counter()
-    history = family.train(model, images, run, epochs, args.seed, labels=labels)
+    history = family.train(model, images, run, epochs, args.seed, max_seconds=args.seconds, **options)
     seconds = time.perf_counter() - start
-    extra = {"epochs": epochs, "seconds": round(seconds, 2), "profile": run.profile, "seed": args.seed}
+    steps = len(history.get("loss") or history.get("loss_d") or [])
+    extra = {"epochs": epochs if args.seconds is None else None, "budget_seconds": args.seconds,
+             "seconds": round(seconds, 2), "steps": steps, "profile": run.profile, "seed": args.seed,
+             "threads": torch.get_num_threads(), "argv": list(getattr(args, "argv", None) or []), **provenance()}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
     save_checkpoint(out / "model.pt", model, name, extra)
@@ -128,6 +148,61 @@ def cmd_train(args) -> int:
     last = {k: round(v[-1], 4) for k, v in history.items() if v}
     print(f"done in {seconds:.1f} s; last {last}; wrote {out / 'model.pt'}, history.json, samples.png")
     return 0
+
+
+def parse_snapshots(text: str | None) -> list[float]:
+    """--snapshots "60,120,300" as sorted seconds; a bad list is an error naming it."""
+    if not text:
+        return []
+    try:
+        times = sorted(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--snapshots takes comma-separated seconds, e.g. 60,120,300; got {text!r}") from None
+    if not times or times[0] <= 0:
+        raise ValueError(f"--snapshots takes positive seconds, got {text!r}")
+    return times
+
+
+class Snapshots:
+    """Called after every training step: saves the model once each of ``times`` (seconds) has passed."""
+
+    def __init__(self, model, times, folder: Path, dataset: str, extra: dict):
+        self.model, self.times, self.folder, self.dataset, self.extra = model, list(times), folder, dataset, extra
+
+    def __call__(self, step: int, seconds: float) -> None:
+        from genimg_course.common.checkpoint import save_checkpoint
+
+        while self.times and seconds >= self.times[0]:
+            t = self.times.pop(0)
+            was_training = self.model.training
+            save_checkpoint(self.folder / f"model_{t:g}s.pt", self.model.eval(), self.dataset,
+                            {**self.extra, "seconds": round(seconds, 2), "steps": step})
+            self.model.train(was_training)
+
+
+def provenance() -> dict:
+    """What made a run, beside its settings: the code's version and commit, the machine, the libraries."""
+    import os
+    import subprocess
+
+    import torch
+
+    import genimg_course
+
+    commit = None
+    try:
+        here = Path(genimg_course.__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if commit and dirty:
+            commit += "+uncommitted"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"course_version": genimg_course.__version__, "commit": commit, "torch": torch.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}",
+            "python": platform.python_version()}
 
 
 def training_options(args) -> dict:
@@ -392,7 +467,11 @@ def main(argv: list[str] | None = None) -> int:
                                      "downloaded); an online set asked for by name is downloaded once and cached, "
                                      "and is an error when it cannot be")
     p.add_argument("--profile", choices=["ci", "cpu", "gpu"], help="the hardware profile (default: automatic)")
-    p.add_argument("--epochs", type=int, help="passes over the data (default: the profile's)")
+    p.add_argument("--epochs", type=int, help="passes over the data (default: the profile's; with --seconds, no cap)")
+    p.add_argument("--seconds", type=float, help="a training budget in seconds of wall time: training stops when "
+                                                 "it is spent (or after --epochs, if given, whichever comes first)")
+    p.add_argument("--snapshots", help="comma-separated times in seconds (e.g. 60,120,300): the model as it was at "
+                                       "each is saved to DIR/snapshots/model_Ts.pt (quality against training time)")
     p.add_argument("--prediction", choices=("eps", "x0", "v"),
                    help="ddpm/cddpm: what the network predicts: v (the default), eps (the noise) or x0")
     p.add_argument("--zero-snr", action="store_true", help="ddpm/cddpm: rescale the schedule so that ᾱ_T = 0 "
@@ -437,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_grade)
 
     args = parser.parse_args(argv)
+    args.argv = ["genimg", *(sys.argv[1:] if argv is None else argv)]  # recorded with what a command writes
     try:
         return args.func(args)
     except KeyboardInterrupt:
