@@ -74,14 +74,124 @@ def train(names: list[str]) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {name}: done", flush=True)
 
 
+def half_precision(payload: dict) -> dict:
+    """The checkpoint with its parameters in float16 (half the file); buffers (a diffusion schedule's ᾱ_t, whose
+    values near 0 and 1 float16 cannot tell apart, batch-norm statistics, latent scales) stay float32."""
+    from genimg_course.zoo import build_model
+
+    model = build_model(payload["family"], payload["config"])
+    params = {name for name, _ in model.named_parameters()}
+    state = {k: v.half() if k in params and v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    return {**payload, "state_dict": state}
+
+
+def ship(names: list[str]) -> None:
+    import torch
+
+    from genimg_course import pretrained
+    from genimg_course.common.checkpoint import read_checkpoint
+
+    SHIP.mkdir(parents=True, exist_ok=True)
+    manifest_path = SHIP / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    for name in names:
+        run = RUNS / name
+        payload = half_precision(read_checkpoint(run / "model.pt"))
+        record = json.loads((run / "history.json").read_text())
+        if name == "latent-flow":  # a path on this machine means nothing elsewhere: name the course's folder
+            payload["dataset"] = pretrained.SAMPLE_FOLDER
+        path = SHIP / f"{name}.pt"
+        torch.save(payload, path)
+        entry = {
+            "file": path.name, "family": payload["family"], "dataset": payload["dataset"],
+            "sha256": pretrained.sha256(path), "bytes": path.stat().st_size,
+            "command": " ".join(record["argv"][:-2] + ["--out", f"runs/pretrained/{name}"]),
+            "seed": record["seed"], "budget_seconds": record["budget_seconds"], "train_seconds": record["seconds"],
+            "steps": record["steps"], "threads": record["threads"], "profile": record["profile"],
+            "config": payload["config"], "commit": record["commit"], "course_version": record["course_version"],
+            "torch": record["torch"], "machine": record["machine"], "python": record["python"],
+            "trained_on": time.strftime("%Y-%m-%d", time.localtime(run.joinpath("model.pt").stat().st_mtime)),
+        }
+        if name == "latent-flow":
+            entry["folder"] = {"n_per_class": 200, "seed": 0}
+        manifest[name] = entry
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        # the band: the check's scores over five sampling seeds (pretrained.check_scores, as the test runs it)
+        start = time.perf_counter()
+        scores = [pretrained.check_scores(name, seed=seed) for seed in range(5)]
+        band = {key: [round(min(s[key] for s in scores), 4), round(max(s[key] for s in scores), 4)]
+                for key in scores[0]}
+        entry["check"] = {"n": pretrained.CHECK_N, "steps": pretrained.CHECK_STEPS, "seeds": [0, 1, 2, 3, 4],
+                          "band": band, "seconds_per_check": round((time.perf_counter() - start) / 5, 1)}
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        print(f"{name}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:12]}…, {entry['steps']} steps in "
+              f"{entry['train_seconds']:.0f} s; check band {band}", flush=True)
+
+
+def curve(n: int = 1000) -> None:
+    """FID against training time for the DCGAN and flow matching (issue 29, section 3): every snapshot of the
+    seed-0 runs and of the short runs of seeds 1 and 2, 1,000 samples each (flow: Heun, 25 steps, 49 network
+    evaluations), lesson 05's metrics against the 360 test digits; the floor is 1,000 real training digits.
+    Writes benchmarks/results/time_curve.json (every row with its run's configuration) and prints a table."""
+    import torch
+
+    from genimg_course import metrics
+    from genimg_course.common.checkpoint import read_checkpoint
+    from genimg_course.common.data import load_dataset
+    from genimg_course.zoo import load_checkpoint
+
+    torch.set_num_threads(2)
+    rows = []
+    train_digits = load_dataset("digits", split="train").images
+    pick = torch.randperm(len(train_digits), generator=torch.Generator().manual_seed(0))[:n]
+    floor = metrics.evaluate_images(train_digits[pick], "digits")
+    print(f"floor (1,000 real training digits): FID {floor['fid']:.2f}", flush=True)
+    for model in ("dcgan", "flow"):
+        for name in (model, f"{model}-seed1", f"{model}-seed2"):
+            snaps = sorted((RUNS / name / "snapshots").glob("model_*s.pt"),
+                           key=lambda p: float(p.stem.split("_")[1][:-1]))
+            for path in snaps:
+                net, payload = load_checkpoint(path)
+                start = time.perf_counter()
+                with torch.no_grad():
+                    samples = torch.cat([net.sample(min(500, n - i), torch.Generator().manual_seed(i)).float()
+                                         for i in range(0, n, 500)])
+                sampling = time.perf_counter() - start
+                result = metrics.evaluate_images(samples, "digits")
+                history = json.loads((RUNS / name / "history.json").read_text())
+                row = {"model": model, "run": name, "seed": payload["extra"]["seed"],
+                       "budget_seconds": float(path.stem.split("_")[1][:-1]),
+                       "seconds": payload["extra"]["seconds"], "steps": payload["extra"]["steps"],
+                       "n": n, "sampler": "one pass of G" if model == "dcgan" else "Heun 25 (49 evaluations)",
+                       "sampling_seconds": round(sampling, 1),
+                       **{k: round(float(result[k]), 4) for k in ("fid", "kid", "precision", "recall", "coverage")},
+                       "config": payload["config"], "argv": history["argv"], "commit": history["commit"],
+                       "machine": history["machine"], "threads": history["threads"], "torch": history["torch"]}
+                rows.append(row)
+                print(f"{name:<12} {row['budget_seconds']:>6.0f} s {row['steps']:>6} steps  FID {row['fid']:7.2f}  "
+                      f"precision {row['precision']:.3f} recall {row['recall']:.3f}", flush=True)
+    out = ROOT / "benchmarks" / "results" / "time_curve.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"floor_fid": round(float(floor["fid"]), 4), "n": n, "rows": rows}, indent=1) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["train", "ship", "curve"])
     p.add_argument("names", nargs="*")
+    p.add_argument("--runs", help="the folder of the training runs (default runs/pretrained)")
     args = p.parse_args()
+    if args.runs:
+        global RUNS
+        RUNS = Path(args.runs).resolve()
     RUNS.mkdir(parents=True, exist_ok=True)
     if args.what == "train":
         train(args.names or list(RECIPES))
+    elif args.what == "ship":
+        ship(args.names or list(RECIPES))
+    else:
+        curve()
 
 
 if __name__ == "__main__":

@@ -121,7 +121,57 @@ EPOCHS = {
 }
 
 
+# The cpu profile trains each model for a budget in *seconds*, not epochs (issue 29): a slow machine (Binder's
+# shared cores, an old laptop) gets a slightly weaker model in the same time, never a longer lesson. Seconds of
+# wall time per model, chosen so that every lesson runs in under 150 s on 2 CPU cores (benchmarks/RESULTS.md,
+# "Issue 29"); the lessons print the steps each model reached. The ci profile keeps its fixed epochs (its runs
+# must be deterministic), the gpu profile its epochs sized for a Colab T4.
+SECONDS = {
+    "cpu": {"mlp-ae": 6, "mlp-mmd": 12, "vae": 10, "conv-vae": 20, "dcgan": 35, "cgan": 25,
+            "ddpm": 25, "flow": 25, "cddpm": 25, "cflow": 25, "latent-flow": 60},
+}
+
 DIGITS_TRAIN = 1437  # the training images of ``digits``, for which EPOCHS are sized
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a lesson trains a model: ``epochs`` passes, or until ``seconds`` of wall time are spent."""
+
+    epochs: int  # UNBOUNDED when the seconds decide
+    seconds: float | None  # None: the epochs decide
+
+    def __str__(self) -> str:
+        return f"{self.seconds:g} s" if self.seconds is not None else f"{self.epochs} epochs"
+
+
+def budget_for(family: str, profile: str, n_images: int, share: float = 1.0, base: int | None = None,
+               sized_for: int = DIGITS_TRAIN) -> Budget:
+    """The training budget of ``family`` in ``profile``: ``share`` of its seconds in a timed profile (``cpu``),
+    else its epochs (``epochs_for``; ``base``/``sized_for`` as there, or ``share`` of the table's epochs).
+
+    >>> budget_for("dcgan", "cpu", 1437)        # Budget(epochs=1000000, seconds=35)
+    >>> budget_for("dcgan", "ci", 512)          # Budget(epochs=1, seconds=None)
+    """
+    from genimg_course.common.training import UNBOUNDED
+
+    if family not in MODELS:
+        raise ValueError(f"Unknown model {family!r}. Valid models: {', '.join(MODELS)}.")
+    if not share > 0:
+        raise ValueError(f"share must be positive, got {share!r}")
+    if profile in SECONDS:
+        return Budget(epochs=UNBOUNDED, seconds=SECONDS[profile][family] * share)
+    if base is None and share != 1.0:
+        base = max(1, round(EPOCHS.get(profile, {}).get(family, 1) * share))
+    return Budget(epochs=epochs_for(family, profile, n_images, base, sized_for), seconds=None)
+
+
+def steps_line(name: str, history: dict, budget: Budget, seconds: float) -> str:
+    """The line a lesson prints after training a model: the steps it reached in its budget, so that a student can
+    compare with the recorded run ("DCGAN: 2,140 steps in 35 s (budget 35 s)")."""
+    key = next((k for k in ("loss", "loss_d", "loss_g") if history.get(k)), None)
+    steps = len(history[key]) if key else 0
+    return f"{name}: {steps:,} steps in {seconds:.0f} s (budget {budget})"
 
 
 def epochs_for(family: str, profile: str, n_images: int, base: int | None = None,
@@ -216,17 +266,19 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
     model = build_model(family, default_config(family, tuple(images.shape[1:]), n_classes=len(train.classes),
                                                profile=run.profile))
     start = time.perf_counter()
-    epochs = epochs_for(family, run.profile, len(images))
-    MODELS[family].train(model, images, run, epochs, run.seed, progress_bar=progress_bar, labels=labels)
+    budget = budget_for(family, run.profile, len(images))
+    history = MODELS[family].train(model, images, run, budget.epochs, run.seed, max_seconds=budget.seconds,
+                                   progress_bar=progress_bar, labels=labels)
     model = model.cpu().float().eval()
     seconds = time.perf_counter() - start
-    extra = {"profile": run.profile, "seconds": round(seconds, 1)}
+    extra = {"profile": run.profile, "seconds": round(seconds, 1), "budget": str(budget),
+             "steps": len(next((v for k, v in history.items() if k in ("loss", "loss_d") and v), []))}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
     save_checkpoint(path, model, dataset, extra)
     if verbose:
-        print(f"{family}: trained in {seconds:.0f} s ({epochs} epochs of {len(images):,} {dataset} images) "
-              f"and saved to {path}")
+        print(f"{family}: {extra['steps']:,} steps in {seconds:.0f} s (budget {budget}, {len(images):,} {dataset} "
+              f"images), saved to {path}")
     return model
 
 

@@ -90,13 +90,19 @@ def to_device(model: torch.nn.Module, device: torch.device, channels_last: bool 
     return model
 
 
+UNBOUNDED = 10**6  # epochs of a loop that a budget in seconds stops (the cpu profile, ``genimg train --seconds``)
+
+
 def progress(iterable, desc: str, enabled: bool = True, **kwargs):
-    """A tqdm.auto progress bar (a widget in Jupyter, text in a terminal)."""
+    """A tqdm.auto progress bar (a widget in Jupyter, text in a terminal). A loop of ``UNBOUNDED`` epochs, which a
+    budget in seconds stops, shows the epochs done and the time, not a fraction of a million."""
+    if isinstance(iterable, range) and len(iterable) >= UNBOUNDED:
+        kwargs.setdefault("total", float("inf"))  # tqdm's spelling of "unknown length"
     return tqdm(iterable, desc=desc, disable=not enabled, leave=False, **kwargs)
 
 
 class Deadline:
-    """Stops a training loop after ``seconds`` (None: never); used for equal-time comparisons."""
+    """Stops a training loop after ``seconds`` (None: never): the cpu profile's budgets, equal-time comparisons."""
 
     def __init__(self, seconds: float | None):
         self.seconds, self.start = seconds, time.perf_counter()

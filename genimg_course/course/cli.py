@@ -84,7 +84,7 @@ def cmd_train(args) -> int:
     import genimg_course
     from genimg_course.common.checkpoint import save_checkpoint
     from genimg_course.common.data import load_dataset, prepare_dataset
-    from genimg_course.common.training import images_of, labels_of
+    from genimg_course.common.training import UNBOUNDED, images_of, labels_of
     from genimg_course.zoo import MODELS, build_model, default_config, epochs_for
 
     if args.epochs is not None and args.epochs < 1:
@@ -119,7 +119,7 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         epochs = args.epochs
     elif args.seconds is not None:
-        epochs = 10**9  # the budget in seconds stops it
+        epochs = UNBOUNDED  # the budget in seconds stops it
     else:
         epochs = epochs_for(args.model, run.profile, len(images))
     budget = f"{args.seconds:g} s" + (f" or {epochs} epochs" if args.epochs is not None else "") \
@@ -256,6 +256,19 @@ def sampling_options(args, model, family: str) -> dict:
     return options
 
 
+PRETRAINED = "pretrained:"
+
+
+def checkpoint_path(text: str) -> Path:
+    """A checkpoint named on the command line: a path, or ``pretrained:NAME`` for a model shipped with the course
+    (its sha256 checked first)."""
+    if text.startswith(PRETRAINED):
+        from genimg_course import pretrained
+
+        return pretrained.path_of(text[len(PRETRAINED):])
+    return Path(text)
+
+
 def cmd_sample(args) -> int:
     """Write N generated images: a float32 array (N, C, H, W) in [0, 1] (.npy) or a grid (.png)."""
     import numpy as np
@@ -271,7 +284,7 @@ def cmd_sample(args) -> int:
     if args.n < 1:
         raise ValueError(f"-n must be at least 1, got {args.n}")
     device = torch.device(args.device) if args.device else pick_device()
-    model, payload = load_checkpoint(args.checkpoint, device=device)
+    model, payload = load_checkpoint(checkpoint_path(args.checkpoint), device=device)
     if args.dataset is not None:  # a check, for scripts: the data a checkpoint models is fixed when it is trained
         from genimg_course.common.data import canonical_name
 
@@ -307,7 +320,7 @@ def cmd_eval(args) -> int:
     from genimg_course.zoo import load_checkpoint
     from genimg_course.metrics import evaluate_images
 
-    source = Path(args.source)
+    source = checkpoint_path(args.source)
     if args.n is not None and args.n < 1:
         raise ValueError(f"-n must be at least 1, got {args.n}")
     if source.suffix == ".npy":
@@ -343,6 +356,10 @@ def cmd_eval(args) -> int:
         model, payload = load_checkpoint(source)
         sampling = sampling_options(args, model, payload["family"])
         dataset = args.dataset or payload["dataset"]
+        if args.source.startswith(PRETRAINED) and not args.dataset:  # a shipped model's data, made here if need be
+            from genimg_course import pretrained
+
+            dataset = pretrained.dataset_of(args.source[len(PRETRAINED):])
         n = args.n or 1000
         k = getattr(model.config, "n_classes", 0)
         asked = torch.arange(n) % k if k else None  # a conditional model is asked for every class in turn
@@ -449,7 +466,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="genimg", description="genimg-course: image generation with PyTorch.")
+    parser = argparse.ArgumentParser(
+        prog="genimg", description="genimg-course: image generation with PyTorch.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="models shipped with the course (trained for tens of minutes; GENIMG_PRETRAINED=0 makes the lessons "
+               "train everything themselves):\n"
+               "  genimg sample pretrained:dcgan -n 64 --out grid.png\n"
+               "  genimg eval pretrained:flow -n 1000\n"
+               "  names: conv-vae, dcgan, cgan, ddpm, flow, cddpm, cflow, latent-flow")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("doctor", help="versions, device, profile and which datasets work offline")
@@ -482,8 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="generate images from a checkpoint (.npy array in [0, 1] or .png grid)")
-    p.add_argument("checkpoint", help="a model.pt written by genimg train")
+    p = sub.add_parser("sample", help="generate images from a checkpoint or pretrained:NAME (.npy array in [0, 1] "
+                                      "or .png grid)")
+    p.add_argument("checkpoint", help="a model.pt written by genimg train, or pretrained:NAME for a model shipped "
+                                      "with the course (pretrained:dcgan, pretrained:flow, ...; names in README)")
     p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--out", required=True, help="FILE.npy (float32 (N, C, H, W) in [0, 1]) or FILE.png")
     p.add_argument("--seed", type=int, default=0)
@@ -494,8 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     add_sampling_arguments(p)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("eval", help="FID, KID, precision/recall, ... for a checkpoint or a .npy of images")
-    p.add_argument("source", help="a model.pt (sampled here) or a .npy array (N, C, H, W) in [0, 1]")
+    p = sub.add_parser("eval", help="FID, KID, precision/recall, ... for a checkpoint, pretrained:NAME or a .npy "
+                                    "of images")
+    p.add_argument("source", help="a model.pt (sampled here), pretrained:NAME (a model shipped with the course) "
+                                  "or a .npy array (N, C, H, W) in [0, 1]")
     p.add_argument("--dataset", help="the dataset to compare with (default: the checkpoint's; digits for .npy)")
     p.add_argument("-n", type=int, help="number of samples (default 1000 for a checkpoint, all for .npy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
