@@ -1,4 +1,4 @@
-"""Remake the pretrained models shipped in ``genimg_course/pretrained/`` (issue 29).
+"""Remake the pretrained models shipped in ``genimg_course/weights/`` (issue 29).
 
 Each model is one ``genimg train`` command (``RECIPES`` below: every setting spelled out, no preset whose
 default may change), run with one CPU thread so that two can train side by side on a 2-core machine:
@@ -7,8 +7,8 @@ default may change), run with one CPU thread so that two can train side by side 
     python benchmarks/make_pretrained.py ship dcgan flow         # half precision, sha256, the band, manifest.json
     python benchmarks/make_pretrained.py curve                   # FID against training time (lesson 06)
 
-``ship`` writes ``genimg_course/pretrained/NAME.pt`` (the weights in float16: half the size, and the
-samples score the same within the band) and its entry in ``genimg_course/pretrained/manifest.json``: the
+``ship`` writes ``genimg_course/weights/NAME.pt`` (the weights in float16: half the size, and the
+samples score the same within the band) and its entry in ``genimg_course/weights/manifest.json``: the
 command, seed, budget, steps reached, training time, threads, commit, machine, sha256, and the metrics of
 its samples at the test's small n over several sampling seeds (the band the unit test checks).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "pretrained"
-SHIP = ROOT / "genimg_course" / "pretrained"
+SHIP = ROOT / "genimg_course" / "weights"
 SAMPLE_FOLDER = RUNS / "sample_folder"  # lesson 07's default folder: make_sample_folder(n_per_class=200, seed=0)
 # the times at which --snapshots saves the model: FID against training time, from one run (lesson 06)
 CURVE = "60,120,240,480,900,1200,1800"
@@ -85,18 +85,34 @@ def half_precision(payload: dict) -> dict:
     return {**payload, "state_dict": state}
 
 
+def read_run(path: Path) -> dict:
+    """A checkpoint written by `genimg train`; the runs made before the fix of 2026-12-07 stored torch's version as
+    a TorchVersion object, which weights_only=True refuses unless allowed (it is a str): allowed here, and stored
+    as a plain str in what is shipped."""
+    import torch
+    from torch.torch_version import TorchVersion
+
+    from genimg_course.common.checkpoint import read_checkpoint
+
+    with torch.serialization.safe_globals([TorchVersion]):
+        payload = read_checkpoint(path)
+    extra = payload.get("extra", {})
+    if "torch" in extra:
+        extra["torch"] = str(extra["torch"])
+    return payload
+
+
 def ship(names: list[str]) -> None:
     import torch
 
     from genimg_course import pretrained
-    from genimg_course.common.checkpoint import read_checkpoint
 
     SHIP.mkdir(parents=True, exist_ok=True)
     manifest_path = SHIP / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for name in names:
         run = RUNS / name
-        payload = half_precision(read_checkpoint(run / "model.pt"))
+        payload = half_precision(read_run(run / "model.pt"))
         record = json.loads((run / "history.json").read_text())
         if name == "latent-flow":  # a path on this machine means nothing elsewhere: name the course's folder
             payload["dataset"] = pretrained.SAMPLE_FOLDER
@@ -132,7 +148,7 @@ def curve(n: int = 1000) -> None:
     """FID against training time for the DCGAN and flow matching (issue 29, section 3): every snapshot of the
     seed-0 runs and of the short runs of seeds 1 and 2, 1,000 samples each (flow: Heun, 25 steps, 49 network
     evaluations), lesson 05's metrics against the 360 test digits; the floor is 1,000 real training digits.
-    Writes benchmarks/results/time_curve.json (every row with its run's configuration) and prints a table."""
+    Writes genimg_course/weights/time_curve.json (every row with its run's configuration) and prints a table."""
     import torch
 
     from genimg_course import metrics
@@ -170,7 +186,7 @@ def curve(n: int = 1000) -> None:
                 rows.append(row)
                 print(f"{name:<12} {row['budget_seconds']:>6.0f} s {row['steps']:>6} steps  FID {row['fid']:7.2f}  "
                       f"precision {row['precision']:.3f} recall {row['recall']:.3f}", flush=True)
-    out = ROOT / "benchmarks" / "results" / "time_curve.json"
+    out = SHIP / "time_curve.json"  # package data: lesson 06 plots it (pretrained.time_curve())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"floor_fid": round(float(floor["fid"]), 4), "n": n, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")

@@ -136,3 +136,14 @@ def check_scores(name: str, model=None, seed: int = 0) -> dict:
     result = metrics.evaluate_images(samples, record["dataset"], asked=labels)
     keys = ["fid", "precision", "recall"] + (["conditional_accuracy"] if labels is not None else [])
     return {key: float(result[key]) for key in keys}
+
+
+def time_curve() -> dict:
+    """FID against training time of the DCGAN and flow matching (lesson 06), as recorded by
+    ``benchmarks/make_pretrained.py curve``: {"floor_fid", "n", "rows": [{"model", "run", "seed",
+    "budget_seconds", "steps", "fid", "precision", "recall", ...}, ...]}. Read from the package, not retrained."""
+    path = weights_dir() / "time_curve.json"
+    if not path.is_file():
+        raise PretrainedError(f"{path} is missing: reinstall genimg-course, or remake it with "
+                              f"`python benchmarks/make_pretrained.py curve`")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -169,7 +169,7 @@ def budget_for(family: str, profile: str, n_images: int, share: float = 1.0, bas
 def steps_line(name: str, history: dict, budget: Budget, seconds: float) -> str:
     """The line a lesson prints after training a model: the steps it reached in its budget, so that a student can
     compare with the recorded run ("DCGAN: 2,140 steps in 35 s (budget 35 s)")."""
-    key = next((k for k in ("loss", "loss_d", "loss_g") if history.get(k)), None)
+    key = next((k for k in ("loss", "loss_d", "mmd2") if history.get(k)), None)
     steps = len(history[key]) if key else 0
     return f"{name}: {steps:,} steps in {seconds:.0f} s (budget {budget})"
 
@@ -272,7 +272,7 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
     model = model.cpu().float().eval()
     seconds = time.perf_counter() - start
     extra = {"profile": run.profile, "seconds": round(seconds, 1), "budget": str(budget),
-             "steps": len(next((v for k, v in history.items() if k in ("loss", "loss_d") and v), []))}
+             "steps": len(next((v for k, v in history.items() if k in ("loss", "loss_d", "mmd2") and v), []))}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
     save_checkpoint(path, model, dataset, extra)

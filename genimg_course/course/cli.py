@@ -200,7 +200,7 @@ def provenance() -> dict:
             commit += "+uncommitted"
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"course_version": genimg_course.__version__, "commit": commit, "torch": torch.__version__,
+    return {"course_version": genimg_course.__version__, "commit": commit, "torch": str(torch.__version__),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}",
             "python": platform.python_version()}
 
