@@ -132,13 +132,14 @@ def cmd_train(args) -> int:
             raise ValueError(f"--snapshots is for dcgan, cgan, ddpm, flow, cddpm and cflow, not {args.model!r}")
         options["snapshot"] = Snapshots(model, snapshot_times, out / "snapshots", name,
                                         {"profile": run.profile, "seed": args.seed})
+    made_by = provenance()  # the code as it was when training started
     start = time.perf_counter()
     history = family.train(model, images, run, epochs, args.seed, max_seconds=args.seconds, **options)
     seconds = time.perf_counter() - start
     steps = len(history.get("loss") or history.get("loss_d") or [])
     extra = {"epochs": epochs if args.seconds is None else None, "budget_seconds": args.seconds,
              "seconds": round(seconds, 2), "steps": steps, "profile": run.profile, "seed": args.seed,
-             "threads": torch.get_num_threads(), "argv": list(getattr(args, "argv", None) or []), **provenance()}
+             "threads": torch.get_num_threads(), "argv": list(getattr(args, "argv", None) or []), **made_by}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
     save_checkpoint(out / "model.pt", model, name, extra)
