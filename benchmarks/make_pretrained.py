@@ -6,6 +6,7 @@ default may change), run with one CPU thread so that two can train side by side 
     python benchmarks/make_pretrained.py train dcgan flow        # runs/pretrained/NAME/: model.pt, history.json
     python benchmarks/make_pretrained.py ship dcgan flow         # half precision, sha256, the band, manifest.json
     python benchmarks/make_pretrained.py curve                   # FID against training time (lesson 06)
+    python benchmarks/make_pretrained.py report                  # the tables of benchmarks/RESULTS.md
 
 ``ship`` writes ``genimg_course/weights/NAME.pt`` (the weights in float16: half the size, and the
 samples score the same within the band) and its entry in ``genimg_course/weights/manifest.json``: the
@@ -42,7 +43,7 @@ RECIPES = {
     "ddpm": ["ddpm", "--dataset", "digits", "--profile", "cpu", "--seed", "0", "--epochs", "80", "--prediction", "v"],
     "cflow": ["cflow", "--dataset", "digits", "--profile", "cpu", "--seed", "0", "--epochs", "80",
               "--time-sampling", "logit-normal"],
-    "cddpm": ["cddpm", "--dataset", "digits", "--profile", "cpu", "--seed", "0", "--epochs", "80", "--prediction", "v"],
+    "cddpm": ["cddpm", "--dataset", "digits", "--profile", "cpu", "--seed", "0", "--epochs", "40", "--prediction", "v"],
     "cgan": ["cgan", "--dataset", "digits", "--profile", "cpu", "--seed", "0", "--epochs", "100"],
     "conv-vae": ["conv-vae", "--dataset", "digits", "--profile", "cpu", "--seed", "0", "--epochs", "100"],
     "latent-flow": ["latent-flow", "--dataset", f"folder:{SAMPLE_FOLDER}", "--profile", "cpu", "--seed", "0",
@@ -203,9 +204,55 @@ def curve(n: int = 1000) -> None:
     print(f"wrote {out.relative_to(ROOT)}")
 
 
+def classifiers() -> None:
+    """Ship lesson 05's feature classifiers of digits and shapes (seed 0): trained here as on first use
+    (``classifier.train_classifier``), saved to ``weights/classifier_DATASET-seed0.pt``, sha256 in classifiers.json."""
+    import torch
+
+    from genimg_course import classifier, pretrained
+
+    index = {}
+    for dataset in ("digits", "shapes"):
+        start = time.perf_counter()
+        model, accuracy = classifier.train_classifier(dataset, seed=0)
+        path = SHIP / f"classifier_{dataset}-seed0.pt"
+        torch.save({"state_dict": model.state_dict(), "accuracy": accuracy, "num_classes": model.head.out_features,
+                    "image_shape": list(model.image_shape)}, path)
+        index[path.name] = {"sha256": pretrained.sha256(path), "accuracy": accuracy,
+                            "train_seconds": round(time.perf_counter() - start, 1), "torch": str(torch.__version__),
+                            "threads": torch.get_num_threads(), "bytes": path.stat().st_size}
+        print(f"{path.name}: test accuracy {accuracy:.1%}, {index[path.name]['bytes'] / 1e6:.2f} MB", flush=True)
+    (SHIP / "classifiers.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+
+
+def report() -> None:
+    """Markdown tables for benchmarks/RESULTS.md, generated from the records (manifest.json, time_curve.json), so
+    that a row cannot say what its run was not."""
+    manifest = json.loads((SHIP / "manifest.json").read_text())
+    print("| model | command | steps | trained (s) | threads | MB | sha256 | check: FID, n = 200 (5 seeds) | commit |")
+    print("|---|---|---:|---:|---:|---:|---|---|---|")
+    for name, e in sorted(manifest.items()):
+        lo, hi = e["check"]["band"]["fid"]
+        extra = f", {e['check']['steps']} steps" if e["family"] not in ("dcgan", "cgan", "conv-vae") else ""
+        print(f"| {name} | `{e['command']}` | {e['steps']:,} | {e['train_seconds']:.0f} | {e['threads']} | "
+              f"{e['bytes'] / 1e6:.2f} | `{e['sha256'][:12]}…` | {lo:.1f}–{hi:.1f}{extra} | `{e['commit'][:7]}{'+' if 'uncommitted' in e['commit'] else ''}` |")
+    total = sum(e["bytes"] for e in manifest.values())
+    print(f"\n{len(manifest)} files, {total / 1e6:.1f} MB in all.\n")
+    path = SHIP / "time_curve.json"
+    if path.exists():
+        curve = json.loads(path.read_text())
+        print(f"FID against training time, {curve['n']:,} samples against the 360 test digits; floor (1,000 real "
+              f"training digits): {curve['floor_fid']:.2f}\n")
+        print("| run | seed | wall time (s) | steps | sampler | FID | precision | recall | coverage |")
+        print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+        for r in curve["rows"]:
+            print(f"| {r['run']} | {r['seed']} | {r['seconds']:.0f} | {r['steps']:,} | {r['sampler']} | {r['fid']:.2f} | "
+                  f"{r['precision']:.3f} | {r['recall']:.3f} | {r['coverage']:.3f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["train", "ship", "curve"])
+    p.add_argument("what", choices=["train", "ship", "curve", "report", "classifiers"])
     p.add_argument("names", nargs="*")
     p.add_argument("--runs", help="the folder of the training runs (default runs/pretrained)")
     args = p.parse_args()
@@ -217,8 +264,12 @@ def main() -> None:
         train(args.names or list(RECIPES))
     elif args.what == "ship":
         ship(args.names or list(RECIPES))
-    else:
+    elif args.what == "curve":
         curve()
+    elif args.what == "classifiers":
+        classifiers()
+    else:
+        report()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,27 @@ def _cache_path(dataset: str, seed: int) -> Path:
     return data_dir() / "classifiers" / f"{dataset}-seed{seed}.pt"
 
 
+def _shipped_path(dataset: str, seed: int) -> Path | None:
+    """The classifier shipped with the course for ``dataset`` (digits and shapes, seed 0), after checking its sha256
+    against ``weights/classifiers.json``; None when there is none. Shipped so that a lesson does not spend its first
+    20 to 50 s training one, and so that every machine scores with the same features (benchmarks/make_pretrained.py
+    classifiers remakes them; the same training as ``train_classifier``)."""
+    import hashlib
+    import json
+    from importlib import resources
+
+    folder = Path(str(resources.files("genimg_course") / "weights"))
+    index = folder / "classifiers.json"
+    name = f"classifier_{dataset}-seed{seed}.pt"
+    if not index.is_file() or name not in (records := json.loads(index.read_text(encoding="utf-8"))):
+        return None
+    path = folder / name
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != records[name]["sha256"]:
+        raise ValueError(f"{path} is missing or not the file that was shipped (sha256 differs from "
+                         f"{index.name}); reinstall genimg-course")
+    return path
+
+
 CLASSIFIER_DATASETS = ("digits", "shapes", "mnist", "fashion-mnist", "cifar10")
 
 
@@ -102,14 +123,15 @@ def get_classifier(dataset: str = "digits", seed: int = 0, verbose: bool = True)
                          f"not {dataset!r}; for other datasets use features='inception' (needs Inception-v3 "
                          "weights on disk).")
     dataset = canonical_name(dataset)
-    path = _cache_path(dataset, seed)
+    path = _shipped_path(dataset, seed) or _cache_path(dataset, seed)
     if path.exists():
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
             model = SmallClassifier(tuple(payload["image_shape"]), payload["num_classes"])
             model.load_state_dict(payload["state_dict"])
             if verbose:
-                print(f"feature classifier for {dataset!r}: test accuracy {payload['accuracy']:.1%} (cached)")
+                where = "shipped with the course" if path.parent.name == "weights" else "cached"
+                print(f"feature classifier for {dataset!r}: test accuracy {payload['accuracy']:.1%} ({where})")
             return model.eval()
         except Exception:  # noqa: BLE001 - a broken cache is retrained, not fatal
             pass
