@@ -134,6 +134,7 @@ def test_classifier_is_accurate_and_deterministic(tmp_path, monkeypatch):
     assert accuracy2 == accuracy
     for p, q in zip(model.parameters(), again.parameters()):
         torch.testing.assert_close(p, q)
+    monkeypatch.setattr(classifier, "_shipped_path", lambda dataset, seed: None)  # as for a set with none shipped
     cached = classifier.get_classifier("digits", verbose=False)  # trains and caches
     assert (tmp_path / "classifiers" / "digits-seed0.pt").exists()
     assert classifier.get_classifier("digits", verbose=False).head.out_features == cached.head.out_features
@@ -174,6 +175,7 @@ def test_inception_features_path():
 def test_first_use_trains_the_classifier_even_inside_no_grad(tmp_path, monkeypatch):
     """A fresh student's first evaluate_images() trains the classifier from inside classify()'s no_grad."""
     monkeypatch.setenv("GENIMG_DATA", str(tmp_path))
+    monkeypatch.setattr(classifier, "_shipped_path", lambda dataset, seed: None)  # as for a set with none shipped
     real_train = classifier.train_classifier
     monkeypatch.setattr(classifier, "train_classifier", lambda dataset, seed=0, verbose=True:
                         real_train(dataset, seed, epochs=1, verbose=verbose))
