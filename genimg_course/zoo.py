@@ -169,9 +169,13 @@ def budget_for(family: str, profile: str, n_images: int, share: float = 1.0, bas
 def steps_line(name: str, history: dict, budget: Budget, seconds: float) -> str:
     """The line a lesson prints after training a model: the steps it reached in its budget, so that a student can
     compare with the recorded run ("DCGAN: 2,140 steps in 35 s (budget 35 s)")."""
-    key = next((k for k in ("loss", "loss_d", "mmd2") if history.get(k)), None)
-    steps = len(history[key]) if key else 0
-    return f"{name}: {steps:,} steps in {seconds:.0f} s (budget {budget})"
+    return f"{name}: {steps_of(history):,} steps in {seconds:.0f} s (budget {budget})"
+
+
+def steps_of(history: dict) -> int:
+    """The optimisation steps a training loop's history holds: one loss per step (the GANs log D's as loss_d, the
+    MMD generator its mmd2)."""
+    return len(next((history[k] for k in ("loss", "loss_d", "mmd2") if history.get(k)), []))
 
 
 def epochs_for(family: str, profile: str, n_images: int, base: int | None = None,
@@ -272,7 +276,7 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
     model = model.cpu().float().eval()
     seconds = time.perf_counter() - start
     extra = {"profile": run.profile, "seconds": round(seconds, 1), "budget": str(budget),
-             "steps": len(next((v for k, v in history.items() if k in ("loss", "loss_d", "mmd2") and v), []))}
+             "steps": steps_of(history)}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
     save_checkpoint(path, model, dataset, extra)

@@ -206,3 +206,14 @@ def test_one_cycle_matches_torch():
         assert opt.param_groups[0]["lr"] == pytest.approx(one_cycle(step / 1000, 1e-3), rel=0.02, abs=1e-6), step
         opt.step()
         sched.step()
+
+
+def test_train_for_seconds_counts_the_steps_of_every_family(tmp_path):
+    """The steps recorded by genimg train: the MMD generator logs mmd2, the GANs loss_d, the others loss."""
+    from genimg_course.course.cli import main
+
+    for family in ("mlp-mmd", "dcgan"):
+        out = tmp_path / family
+        assert main(["train", family, "--dataset", "digits", "--profile", "ci", "--seconds", "1", "--out", str(out)]) == 0
+        record = json.loads((out / "history.json").read_text())
+        assert record["steps"] > 0 and record["steps"] == len(next(iter(record["history"].values())))

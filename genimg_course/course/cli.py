@@ -85,7 +85,7 @@ def cmd_train(args) -> int:
     from genimg_course.common.checkpoint import save_checkpoint
     from genimg_course.common.data import load_dataset, prepare_dataset
     from genimg_course.common.training import UNBOUNDED, images_of, labels_of
-    from genimg_course.zoo import MODELS, build_model, default_config, epochs_for
+    from genimg_course.zoo import MODELS, build_model, default_config, epochs_for, steps_of
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
@@ -136,7 +136,7 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     history = family.train(model, images, run, epochs, args.seed, max_seconds=args.seconds, **options)
     seconds = time.perf_counter() - start
-    steps = len(history.get("loss") or history.get("loss_d") or [])
+    steps = steps_of(history)
     extra = {"epochs": epochs if args.seconds is None else None, "budget_seconds": args.seconds,
              "seconds": round(seconds, 2), "steps": steps, "profile": run.profile, "seed": args.seed,
              "threads": torch.get_num_threads(), "argv": list(getattr(args, "argv", None) or []), **made_by}
