@@ -11,6 +11,7 @@ lessons' modules (it imports them all) and below the course's machinery.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -160,15 +161,38 @@ def budget_for(family: str, profile: str, n_images: int, share: float = 1.0, bas
     if not share > 0:
         raise ValueError(f"share must be positive, got {share!r}")
     if profile in SECONDS:
-        return Budget(epochs=UNBOUNDED, seconds=SECONDS[profile][family] * share)
+        return Budget(epochs=UNBOUNDED, seconds=SECONDS[profile][family] * share * budget_scale())
     if base is None and share != 1.0:
         base = max(1, round(EPOCHS.get(profile, {}).get(family, 1) * share))
     return Budget(epochs=epochs_for(family, profile, n_images, base, sized_for), seconds=None)
 
 
-def steps_line(name: str, history: dict, budget: Budget, seconds: float) -> str:
+BUDGET_SCALE_ENV = "GENIMG_BUDGET_SCALE"
+
+
+def budget_scale() -> float:
+    """``GENIMG_BUDGET_SCALE`` (default 1): a factor on every budget in seconds. ``benchmarks/claims.py`` sets 0.5
+    to see what a machine twice as slow reaches in a lesson."""
+    text = os.environ.get(BUDGET_SCALE_ENV, "").strip()
+    try:
+        scale = float(text) if text else 1.0
+    except ValueError:
+        scale = -1.0
+    if not scale > 0:
+        raise ValueError(f"{BUDGET_SCALE_ENV}={text!r}: expected a positive number such as 0.5")
+    return scale
+
+
+def steps_line(name: str, history: dict, budget: Budget, seconds: float, model: torch.nn.Module | None = None) -> str:
     """The line a lesson prints after training a model: the steps it reached in its budget, so that a student can
-    compare with the recorded run ("DCGAN: 2,140 steps in 35 s (budget 35 s)")."""
+    compare with the recorded run ("DCGAN: 2,140 steps in 35 s (budget 35 s)"). Under ``benchmarks/claims.py``
+    the run's record gets the same facts and, given ``model``, its full configuration."""
+    from genimg_course import claims
+
+    claims.record("model", name=name, steps=steps_of(history), seconds=round(seconds, 2), budget=str(budget),
+                  budget_seconds=budget.seconds, budget_epochs=budget.epochs,
+                  **({"family": getattr(model, "family", type(model).__name__), "config": claims.model_config(model)}
+                     if model is not None else {}))
     return f"{name}: {steps_of(history):,} steps in {seconds:.0f} s (budget {budget})"
 
 
@@ -279,6 +303,10 @@ def load_or_train(family: str, dataset: str, run, directory="checkpoints", verbo
              "steps": steps_of(history)}
     if hasattr(model, "_code_scale"):
         extra["code_scale"] = float(model._code_scale)
+    from genimg_course import claims
+
+    claims.record("model", name=family, family=family, config=claims.model_config(model), dataset=dataset,
+                  seed=run.seed, **extra)
     save_checkpoint(path, model, dataset, extra)
     if verbose:
         print(f"{family}: {extra['steps']:,} steps in {seconds:.0f} s (budget {budget}, {len(images):,} {dataset} "

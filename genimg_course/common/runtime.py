@@ -27,6 +27,9 @@ import numpy as np
 import torch
 
 PROFILE_ENV = "GENIMG_PROFILE"
+# benchmarks/claims.py reruns a lesson with another training seed: setup(seed=0) then seeds with this one
+SEED_ENV = "GENIMG_SEED"
+_CURRENT: dict = {}  # the profile of the last setup(): what claims.show compares against
 DATASET_ENV = "GENIMG_DATASET"
 COLOUR_DATASET_ENV = "GENIMG_COLOUR_DATASET"
 
@@ -117,6 +120,11 @@ def resolve_profile(profile: str | None, device: torch.device) -> tuple[str, str
     return name, why
 
 
+def current_profile() -> str:
+    """The profile of the last ``setup()`` in this process, else the one ``setup()`` would pick now."""
+    return _CURRENT.get("profile") or resolve_profile(None, pick_device())[0]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so a lesson gives the same pictures twice."""
     random.seed(seed)
@@ -176,12 +184,18 @@ def setup(seed: int = 0, profile: str | None = None, device: str | torch.device 
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"setup(seed=...) must be an int, got {seed!r}")
+    if (env_seed := os.environ.get(SEED_ENV, "").strip()):
+        try:
+            seed = int(env_seed)
+        except ValueError:
+            raise ValueError(f"{SEED_ENV}={env_seed!r} is not an integer seed") from None
     dev = torch.device(device) if device is not None else pick_device()
     name, why = resolve_profile(profile, dev)
     settle = resolve_datasets if prepare_data else wanted_datasets
     gray, colour, notes = settle(PROFILES[name], dataset, colour_dataset)
     seed_everything(seed)
     run = Run(profile=name, device=dev, seed=seed, settings=PROFILES[name], dataset=gray, colour_dataset=colour)
+    _CURRENT["profile"] = name
     if verbose:
         from genimg_course import __version__
 

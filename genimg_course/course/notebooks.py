@@ -14,7 +14,8 @@ writes ``notebooks/NN_slug.ipynb`` where
 The same clean-up (no outputs, ids, kernel) and the same nbgrader metadata (without the checksums, which
 ``nbgrader generate_assignment`` computes) are applied to ``solutions/`` itself, so a solved notebook is an
 nbgrader source notebook as it stands. Both versions get the same first code cell: the install cell of
-``lessons.bootstrap_source()`` (inserted when missing, refreshed when stale). README.md's lesson table (between
+``lessons.bootstrap_source()`` (inserted when missing, refreshed when stale). Each number marked ``<!--claim:NAME-->`` in the Markdown is
+rewritten from ``genimg_course/registry/`` (``prose.fill``). README.md's lesson table (between
 ``<!-- lessons:begin -->`` and ``<!-- lessons:end -->``) is rewritten from ``lessons.LESSONS``.
 ``--check`` writes nothing and reports every file that differs.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import nbformat
 
-from genimg_course.course import lessons
+from genimg_course.course import lessons, prose
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
@@ -165,13 +166,46 @@ def with_bootstrap(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def with_claims(nb: nbformat.NotebookNode, registry: dict, name: str = "") -> nbformat.NotebookNode:
+    """``nb`` whose Markdown numbers marked ``<!--claim:NAME-->`` say what the claims registry says."""
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and "<!--claim:" in cell.source:
+            try:
+                cell.source = prose.fill(cell.source, registry, _where(name, i, cell))
+            except prose.ClaimsError as err:
+                raise BuildError(str(err)) from None
+    return nb
+
+
 @dataclass
 class Change:
     path: Path
     why: str
 
 
-def _why_stale(path: Path, student: bool) -> str:
+def claim_drift(path: Path, wanted: str) -> list[str]:
+    """Each claimed number in ``path``'s Markdown that differs from the registry's (``wanted``: the built text):
+    "06_diffusion.ipynb cell 33: claim 06.fid_flow says 42.3, the Markdown 44.8"."""
+    try:
+        have = nbformat.read(path, as_version=4).cells
+    except Exception:  # noqa: BLE001 - unreadable: reported as differing by the caller
+        return []
+    want = nbformat.reads(wanted, as_version=4).cells
+    found = []
+    for i, (old, new) in enumerate(zip(have, want)):
+        if old.cell_type != "markdown" or old.source == new.source:
+            continue
+        for a, b in zip(prose.MARKER_RE.finditer(old.source), prose.MARKER_RE.finditer(new.source)):
+            if a["old"] != b["old"]:
+                field = f" ({a['field']})" if a["field"] else ""
+                found.append(f"{path.name} cell {i}: claim {a['name']}{field} says {b['old']}, "
+                             f"the Markdown {a['old'] or '(nothing)'}")
+    return found
+
+
+def _why_stale(path: Path, student: bool, wanted: str | None = None) -> str:
+    if wanted is not None and (drift := claim_drift(path, wanted)):
+        return "a number differs from genimg_course/registry/: " + "; ".join(drift)
     try:
         nb = nbformat.read(path, as_version=4)
         first = next((c.source for c in nb.cells if c.cell_type == "code"), "")
@@ -191,12 +225,13 @@ def build(root: Path, check: bool = False) -> list[Change]:
         raise FileNotFoundError(f"No notebooks in {solutions}")
     changes: list[Change] = []
     wanted: dict[Path, str] = {}
+    registry = prose.load_registry()
     for src in sources:
         try:
             nb = nbformat.read(src, as_version=4)
         except Exception as err:  # noqa: BLE001 - any parse error is reported with the file name
             raise BuildError(f"{src}: not a readable notebook ({err})") from None
-        nb = with_bootstrap(nbformat.from_dict(nb))
+        nb = with_claims(with_bootstrap(nbformat.from_dict(nb)), registry, src.name)
         wanted[src] = nbformat.writes(with_nbgrader(clean(nbformat.from_dict(nb)), src.name)) + "\n"
         wanted[students / src.name] = nbformat.writes(student_version(nb, src.name)) + "\n"
     readme = root / "README.md"
@@ -212,7 +247,7 @@ def build(root: Path, check: bool = False) -> list[Change]:
         elif not path.exists():
             changes.append(Change(path, "missing"))
         elif path.read_text(encoding="utf-8") != text:
-            changes.append(Change(path, _why_stale(path, path.parent == students)))
+            changes.append(Change(path, _why_stale(path, path.parent == students, text)))
     for extra in sorted(set(students.glob("*.ipynb")) - set(wanted)):
         changes.append(Change(extra, "has no solution in solutions/"))
     if not check:

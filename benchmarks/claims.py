@@ -1,0 +1,171 @@
+"""Rerun a lesson, record its claims, rewrite their values and bands, report each against its band (issue 30).
+
+    python benchmarks/claims.py run 06_diffusion --profile ci                            # the deterministic run
+    python benchmarks/claims.py run 06_diffusion --profile cpu --seeds 0,1,2 --scales 1,0.5
+    python benchmarks/claims.py update 06_diffusion      # genimg_course/registry/06_diffusion.json from the records
+    python benchmarks/claims.py report [06_diffusion]    # each claim of the latest records against its band
+
+``run`` executes ``solutions/LESSON.ipynb`` once per (seed, budget scale) in a fresh kernel and a fresh data
+folder, with ``GENIMG_SEED``, ``GENIMG_BUDGET_SCALE`` and ``GENIMG_CLAIMS_OUT`` set, and writes
+``benchmarks/records/claims/LESSON/PROFILE-seedS-scaleX.json``: every claim's value, every trained model's
+full configuration, budget and steps, the printed text of every cell, the seconds and peak memory, and the
+commit, machine, threads and torch of the run. Run it on an idle machine: a budget in seconds is spent on
+whatever else runs.
+
+``update`` sets, for each claim of the lesson: ``value`` (the cpu run with seed 0 at the full budget: the
+recorded run the text quotes), ``recorded`` (that value per profile), ``bands.ci`` (the ci value ± the claim's
+``ci_tol``, relative, default 0.1, or ``ci_abs``), ``bands.cpu`` (min to max over the cpu runs, widened by a
+quarter of that range on each side, inside the claim's ``range``), ``runs`` and ``records`` (the files).
+Then run ``genimg notebooks`` so that the lessons' Markdown says the new values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = ROOT / "benchmarks" / "records" / "claims"
+REGISTRY = ROOT / "genimg_course" / "registry"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def record_path(lesson: str, profile: str, seed: int, scale: float) -> Path:
+    return RECORDS / lesson / f"{profile}-seed{seed}-scale{scale:g}.json"
+
+
+def run(lesson: str, profile: str, seeds: list[int], scales: list[float]) -> None:
+    import nbformat
+
+    from bench_notebooks import run_notebook
+    from genimg_course.course.cli import provenance
+
+    path = ROOT / "solutions" / f"{lesson}.ipynb"
+    if not path.exists():
+        names = ", ".join(p.stem for p in sorted((ROOT / "solutions").glob("*.ipynb")))
+        raise SystemExit(f"No solutions/{lesson}.ipynb; lessons: {names}")
+    for seed in seeds:
+        for scale in scales:
+            with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as out:
+                values = Path(out) / "claims.jsonl"
+                env = {"GENIMG_PROFILE": profile, "GENIMG_SEED": str(seed), "GENIMG_BUDGET_SCALE": str(scale),
+                       "GENIMG_CLAIMS_OUT": str(values), "GENIMG_DATA": data, "GENIMG_DASHBOARD": "text",
+                       "MPLBACKEND": "Agg"}
+                saved = {k: os.environ.get(k) for k in env}
+                os.environ.update(env)
+                print(f"[{time.strftime('%H:%M:%S')}] {lesson} {profile} seed {seed} scale {scale:g}", flush=True)
+                try:
+                    seconds, peak, _ = run_notebook(path, save_to=Path(out))
+                finally:
+                    for k, v in saved.items():
+                        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+                lines = [json.loads(l) for l in values.read_text().splitlines()] if values.exists() else []
+                executed = nbformat.read(Path(out) / path.name, as_version=4)
+            printed = {i: "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
+                       for i, c in enumerate(executed.cells) if c.cell_type == "code"}
+            rec = {"lesson": lesson, "profile": profile, "seed": seed, "budget_scale": scale,
+                   "command": f"python benchmarks/claims.py run {lesson} --profile {profile} --seeds {seed} "
+                              f"--scales {scale:g}",
+                   "seconds": round(seconds, 1), "peak_mib": round(peak), "threads": _threads(),
+                   **provenance(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "claims": {l["name"]: l["value"] for l in lines if "name" in l and "record" not in l},
+                   "models": [l for l in lines if l.get("record") == "model"],
+                   "printed": {str(i): t for i, t in printed.items() if t}}
+            target = record_path(lesson, profile, seed, scale)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            print(f"  {seconds:.0f} s, peak {peak:.0f} MiB, {len(rec['claims'])} claims → "
+                  f"{target.relative_to(ROOT)}", flush=True)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _records(lesson: str) -> list[dict]:
+    return [json.loads(p.read_text()) | {"file": str(p.relative_to(ROOT))}
+            for p in sorted((RECORDS / lesson).glob("*.json"))]
+
+
+def update(lesson: str) -> None:
+    path = REGISTRY / f"{lesson}.json"
+    part = json.loads(path.read_text(encoding="utf-8"))
+    records = _records(lesson)
+    if not records:
+        raise SystemExit(f"No records in {RECORDS / lesson}: run `python benchmarks/claims.py run {lesson}` first")
+    for name, c in part["claims"].items():
+        got = {(r["profile"], r["seed"], r["budget_scale"]): (r["claims"][name], r) for r in records
+               if name in r["claims"]}
+        recorded, bands, runs, files = {}, {}, {}, {}
+        if ("ci", 0, 1.0) in got:
+            v, r = got[("ci", 0, 1.0)]
+            tol = max(abs(v) * c.get("ci_tol", 0.1), c.get("ci_abs", 0.0))
+            recorded["ci"], bands["ci"], files["ci"] = v, _clip([v - tol, v + tol], c), r["file"]
+        cpu = [(k, v) for k, (v, _) in got.items() if k[0] == "cpu"]
+        if cpu:
+            values = [v for _, v in cpu]
+            lo, hi = min(values), max(values)
+            margin = 0.25 * (hi - lo) or 0.02 * abs(values[0])
+            bands["cpu"] = _clip([lo - margin, hi + margin], c)
+            runs["cpu"] = [{"seed": k[1], "budget_scale": k[2], "value": v} for k, v in sorted(cpu)]
+        if ("cpu", 0, 1.0) in got:
+            v, r = got[("cpu", 0, 1.0)]
+            recorded["cpu"], files["cpu"] = v, r["file"]
+            c["value"] = v
+            c["provenance"] = {k: r[k] for k in ("commit", "machine", "threads", "torch", "date", "command")}
+        c.update(recorded=recorded, bands={**c.get("bands", {}), **bands}, runs=runs, records=files)
+    path.write_text(json.dumps(part, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{path.relative_to(ROOT)}: {len(part['claims'])} claims from {len(records)} records; "
+          "now run `genimg notebooks`")
+
+
+def _clip(band: list[float], claim: dict) -> list[float]:
+    lo, hi = claim.get("range", [None, None])
+    return [max(band[0], lo) if lo is not None else band[0], min(band[1], hi) if hi is not None else band[1]]
+
+
+def report(lessons: list[str]) -> int:
+    from genimg_course import claims
+
+    claims.registry.cache_clear()
+    outside = 0
+    for lesson in lessons:
+        for r in _records(lesson):
+            print(f"{lesson} {r['profile']} seed {r['seed']} scale {r['budget_scale']:g} ({r['file']}):")
+            for name, value in r["claims"].items():
+                line, inside = claims.verdict(name, value, r["profile"])
+                outside += inside is False
+                print(f"  {'ok ' if inside else ('OUT' if inside is False else ' ? ')} {name}: {line}")
+    return outside
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("lesson")
+    p.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--scales", default="1")
+    sub.add_parser("update").add_argument("lesson")
+    sub.add_parser("report").add_argument("lesson", nargs="?")
+    args = parser.parse_args()
+    if args.what == "run":
+        run(args.lesson, args.profile, [int(s) for s in args.seeds.split(",")],
+            [float(s) for s in args.scales.split(",")])
+    elif args.what == "update":
+        update(args.lesson)
+    else:
+        lessons = [args.lesson] if args.lesson else sorted(p.name for p in RECORDS.iterdir() if p.is_dir())
+        sys.exit(1 if report(lessons) else 0)
+
+
+if __name__ == "__main__":
+    main()
