@@ -1,12 +1,14 @@
 """Rerun a lesson, record its claims, rewrite their values and bands, report each against its band (issue 30).
 
+    python benchmarks/claims.py run 02_mlp_generator 03_vae 04_gans 05_evaluation 06_diffusion 07_your_images \
+        --profile cpu --seeds 0,1,2 --scales 1,0.5          # each (seed, scale): the lessons in order
     python benchmarks/claims.py run 06_diffusion --profile ci                            # the deterministic run
-    python benchmarks/claims.py run 06_diffusion --profile cpu --seeds 0,1,2 --scales 1,0.5
     python benchmarks/claims.py update 06_diffusion      # genimg_course/registry/06_diffusion.json from the records
     python benchmarks/claims.py report [06_diffusion]    # each claim of the latest records against its band
 
-``run`` executes ``solutions/LESSON.ipynb`` once per (seed, budget scale) in a fresh kernel and a fresh data
-folder, with ``GENIMG_SEED``, ``GENIMG_BUDGET_SCALE`` and ``GENIMG_CLAIMS_OUT`` set, and writes
+``run`` executes the lessons in order (each in a fresh kernel) once per (seed, budget scale), in a scratch copy
+of ``solutions/`` with one fresh data folder, so that a lesson finds what the earlier ones saved, as a student's
+does, with ``GENIMG_SEED``, ``GENIMG_BUDGET_SCALE`` and ``GENIMG_CLAIMS_OUT`` set, and writes
 ``benchmarks/records/claims/LESSON/PROFILE-seedS-scaleX.json``: every claim's value, every trained model's
 full configuration, budget and steps, the printed text of every cell, the seconds and peak memory, and the
 commit, machine, threads and torch of the run. Run it on an idle machine: a budget in seconds is spent on
@@ -39,48 +41,61 @@ def record_path(lesson: str, profile: str, seed: int, scale: float) -> Path:
     return RECORDS / lesson / f"{profile}-seed{seed}-scale{scale:g}.json"
 
 
-def run(lesson: str, profile: str, seeds: list[int], scales: list[float]) -> None:
+def run(lessons: list[str], profile: str, seeds: list[int], scales: list[float]) -> None:
+    """Each (seed, scale): the lessons in order, in one scratch copy of solutions/ with one data folder, as a
+    student runs them (lesson 05 scores the models lessons 02-04 saved in checkpoints/)."""
+    import shutil
+
     import nbformat
 
     from bench_notebooks import run_notebook
     from genimg_course.course.cli import provenance
 
-    path = ROOT / "solutions" / f"{lesson}.ipynb"
-    if not path.exists():
-        names = ", ".join(p.stem for p in sorted((ROOT / "solutions").glob("*.ipynb")))
-        raise SystemExit(f"No solutions/{lesson}.ipynb; lessons: {names}")
+    for lesson in lessons:
+        if not (ROOT / "solutions" / f"{lesson}.ipynb").exists():
+            names = ", ".join(p.stem for p in sorted((ROOT / "solutions").glob("*.ipynb")))
+            raise SystemExit(f"No solutions/{lesson}.ipynb; lessons: {names}")
     for seed in seeds:
         for scale in scales:
-            with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as out:
-                values = Path(out) / "claims.jsonl"
-                env = {"GENIMG_PROFILE": profile, "GENIMG_SEED": str(seed), "GENIMG_BUDGET_SCALE": str(scale),
-                       "GENIMG_CLAIMS_OUT": str(values), "GENIMG_DATA": data, "GENIMG_DASHBOARD": "text",
-                       "MPLBACKEND": "Agg"}
-                saved = {k: os.environ.get(k) for k in env}
-                os.environ.update(env)
-                print(f"[{time.strftime('%H:%M:%S')}] {lesson} {profile} seed {seed} scale {scale:g}", flush=True)
-                try:
-                    seconds, peak, _ = run_notebook(path, save_to=Path(out))
-                finally:
-                    for k, v in saved.items():
-                        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-                lines = [json.loads(l) for l in values.read_text().splitlines()] if values.exists() else []
-                executed = nbformat.read(Path(out) / path.name, as_version=4)
-            printed = {i: "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
-                       for i, c in enumerate(executed.cells) if c.cell_type == "code"}
-            rec = {"lesson": lesson, "profile": profile, "seed": seed, "budget_scale": scale,
-                   "command": f"python benchmarks/claims.py run {lesson} --profile {profile} --seeds {seed} "
-                              f"--scales {scale:g}",
-                   "seconds": round(seconds, 1), "peak_mib": round(peak), "threads": _threads(),
-                   **provenance(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "claims": {l["name"]: l["value"] for l in lines if "name" in l and "record" not in l},
-                   "models": [l for l in lines if l.get("record") == "model"],
-                   "printed": {str(i): t for i, t in printed.items() if t}}
-            target = record_path(lesson, profile, seed, scale)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            print(f"  {seconds:.0f} s, peak {peak:.0f} MiB, {len(rec['claims'])} claims → "
-                  f"{target.relative_to(ROOT)}", flush=True)
+            with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as folder:
+                for lesson in lessons:
+                    shutil.copy(ROOT / "solutions" / f"{lesson}.ipynb", folder)
+                for lesson in lessons:
+                    _run_one(lesson, Path(folder) / f"{lesson}.ipynb", profile, seed, scale, data, lessons,
+                             run_notebook, provenance, nbformat)
+
+
+def _run_one(lesson, path, profile, seed, scale, data, lessons, run_notebook, provenance, nbformat) -> None:
+    out = path.parent / "executed"
+    values = path.parent / f"{lesson}.claims.jsonl"
+    env = {"GENIMG_PROFILE": profile, "GENIMG_SEED": str(seed), "GENIMG_BUDGET_SCALE": str(scale),
+           "GENIMG_CLAIMS_OUT": str(values), "GENIMG_DATA": data, "GENIMG_DASHBOARD": "text", "MPLBACKEND": "Agg"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    print(f"[{time.strftime('%H:%M:%S')}] {lesson} {profile} seed {seed} scale {scale:g}", flush=True)
+    try:
+        seconds, peak, _ = run_notebook(path, save_to=out)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    lines = [json.loads(l) for l in values.read_text().splitlines()] if values.exists() else []
+    executed = nbformat.read(out / path.name, as_version=4)
+    printed = {i: "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
+               for i, c in enumerate(executed.cells) if c.cell_type == "code"}
+    rec = {"lesson": lesson, "profile": profile, "seed": seed, "budget_scale": scale,
+           "command": f"python benchmarks/claims.py run {' '.join(lessons)} --profile {profile} --seeds {seed} "
+                      f"--scales {scale:g}",
+           "after": lessons[:lessons.index(lesson)],
+           "seconds": round(seconds, 1), "peak_mib": round(peak), "threads": _threads(),
+           **provenance(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "claims": {l["name"]: l["value"] for l in lines if "name" in l and "record" not in l},
+           "models": [l for l in lines if l.get("record") == "model"],
+           "printed": {str(i): t for i, t in printed.items() if t}}
+    target = record_path(lesson, profile, seed, scale)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"  {seconds:.0f} s, peak {peak:.0f} MiB, {len(rec['claims'])} claims → {target.relative_to(ROOT)}",
+          flush=True)
 
 
 def _threads() -> int:
@@ -150,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("run")
-    p.add_argument("lesson")
+    p.add_argument("lessons", nargs="+", help="run in this order, in one folder (as a student does)")
     p.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
     p.add_argument("--seeds", default="0")
     p.add_argument("--scales", default="1")
@@ -158,7 +173,7 @@ def main() -> None:
     sub.add_parser("report").add_argument("lesson", nargs="?")
     args = parser.parse_args()
     if args.what == "run":
-        run(args.lesson, args.profile, [int(s) for s in args.seeds.split(",")],
+        run(args.lessons, args.profile, [int(s) for s in args.seeds.split(",")],
             [float(s) for s in args.scales.split(",")])
     elif args.what == "update":
         update(args.lesson)

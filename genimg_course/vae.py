@@ -194,7 +194,8 @@ def vae_targets(images: torch.Tensor, likelihood: str) -> torch.Tensor:
 def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 128, lr: float = 1e-3,
               device="cpu", seed: int = 0, amp: bool = False, max_seconds: float | None = None,
               augment_shift: int = 0, weight_decay: float = 0.0, progress_bar: bool = True, elbo_fn=None,
-              kl_fn=None, reparameterize_fn=None, beta: float = 1.0, fast: bool = True, compile: bool = False):
+              kl_fn=None, reparameterize_fn=None, beta: float = 1.0, fast: bool = True, compile: bool = False,
+              on_epoch=None):
     """Maximise the ELBO with Adam. images: (N, C, H, W) in [-1, 1].
 
     Returns a history with one value per step: "loss" (the objective: −ELBO when β = 1),
@@ -209,6 +210,8 @@ def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 1
     ``training.py``); the same steps, without waiting for the GPU every step. No effect elsewhere.
     compile: on CUDA, run the model's losses through ``torch.compile`` (off by default: compiling
     takes a while at the start of every run). No effect elsewhere.
+    on_epoch: called as ``on_epoch(epochs_done, model)`` after each epoch (``benchmarks/vae_curve.py`` scores
+    the model there; the call may switch it to eval mode, training resumes in train mode).
     """
     device = torch.device(device)
     amp = use_amp(device, amp)
@@ -224,7 +227,7 @@ def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 1
     losses = maybe_compile(model.losses, device, compile)  # the model itself stays uncompiled (checkpoints)
     history, deadline = {"loss": [], "recon": [], "kl": []}, Deadline(max_seconds)
     log = StepLog(history, every=StepLog.every_for(device, fast))
-    for _ in progress(range(epochs), f"{type(model).__name__}", progress_bar):
+    for epoch in progress(range(epochs), f"{type(model).__name__}", progress_bar):
         for (x,) in loader:
             if augment_shift:
                 x = random_shift(x, augment_shift, g)
@@ -238,6 +241,10 @@ def train_vae(model: VAE, images: torch.Tensor, epochs: int, batch_size: int = 1
             log.add(loss=loss, recon=recon, kl=kl)
             if deadline.passed():
                 break
+        if on_epoch is not None:
+            log.flush()
+            on_epoch(epoch + 1, model)
+            model.train()
         if deadline.passed():
             break
     log.flush()

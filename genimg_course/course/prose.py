@@ -33,13 +33,13 @@ REGISTRY = Path(__file__).resolve().parent.parent / "registry"  # one NN_slug.js
 NUMBER = r"[-−+]?\d[\d,]*(?:\.\d+)?%?"
 MARKER_RE = re.compile(rf"(?P<old>{NUMBER}(?:[–-]{NUMBER})?)?<!--claim:(?P<name>[\w.\-]+)(?::(?P<field>[\w-]+))?-->")
 FIELDS = ("value", "band", "lo", "hi", "ci", "runs")
-TOKEN_RE = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:%|(?=\W)|$)")
+TOKEN_RE = re.compile(r"(?<![\w.])\d(?:[\d,]*\d)?(?:\.\d+)?(?:%|(?=\W)|$)")  # "1,437"; "0, and" → "0"
 
 _RULES = [  # (what, pattern): the spans a rule exempts; applied in this order, each blanking what it matched
     ("fenced code", re.compile(r"```.*?```", re.S)),
     ("display maths", re.compile(r"\$\$.*?\$\$", re.S)),
-    ("inline maths", re.compile(r"(?<!\\)\$[^$\n]+?\$")),
-    ("code", re.compile(r"`[^`\n]+`")),
+    ("inline maths", re.compile(r"(?<!\\)\$(?:[^$\n]|\n(?!\s*\n))+?\$")),  # may wrap, within a paragraph
+    ("code", re.compile(r"`(?:[^`\n]|\n(?!\s*\n))+`")),  # may wrap, within a paragraph
     ("link target", re.compile(r"\]\([^)\s]+\)|<https?://[^>]+>|https?://\S+")),
     ("HTML tag", re.compile(r"<[^>\n]+>")),
     ("lesson file", re.compile(r"\b\d\d_[a-z_]+\b")),
@@ -47,7 +47,7 @@ _RULES = [  # (what, pattern): the spans a rule exempts; applied in this order, 
     ("heading number", re.compile(r"^#+\s+\d+(?:\.\d+)*\.?", re.M)),
     ("list number", re.compile(r"^\s*\d+\.\s", re.M)),
     ("reference", re.compile(r"\b(?:[Ee]q(?:uation)?s?\.?|[Ss]ections?|§|[Tt]ables?|[Ff]ig(?:ure)?s?\.?|[Cc]ells?|"
-                             r"[Ss]teps?\s+(?=\d\b)|[Aa]lgorithm|[Ee]xercises?|[Pp]art|[Cc]hapter|[Aa]ppendix|p\.)"
+                             r"[Ss]teps?\s+(?=\d\b)|[Aa]lgorithm|[Ee]xercises?|[Ii]ssues?|#|[Pp]art|[Cc]hapter|[Aa]ppendix|p\.)"
                              r"\s*\(?\d+(?:\.\d+)?[a-z]?\)?(?:\s*(?:[–-]|,|and|or)\s*\(?\d+(?:\.\d+)?\)?)*")),
     ("cell reference", re.compile(r"\[\d+\](?:\s*[–-]\s*\[\d+\])?(?!\()")),
     ("lesson number", re.compile(r"(?<![\d.,])0\d\b(?![.,]\d)")),  # "01 preprocessing", "**06 · diffusion**"
