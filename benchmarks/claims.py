@@ -5,6 +5,7 @@
     python benchmarks/claims.py run 06_diffusion --profile ci                            # the deterministic run
     python benchmarks/claims.py update 06_diffusion      # genimg_course/registry/06_diffusion.json from the records
     python benchmarks/claims.py report [06_diffusion]    # each claim of the latest records against its band
+    python benchmarks/claims.py table [06_diffusion]     # RESULTS.md's tables, from the registry and the records
 
 ``run`` executes the lessons in order (each in a fresh kernel) once per (seed, budget scale), in a scratch copy
 of ``solutions/`` with one fresh data folder, so that a lesson finds what the earlier ones saved, as a student's
@@ -161,6 +162,38 @@ def report(lessons: list[str]) -> int:
     return outside
 
 
+def table(lessons: list[str]) -> None:
+    """RESULTS.md's tables, from the registry and the records: per lesson, each claim's recorded value, its ci
+    value and band, the cpu runs (seed/scale: value) and the cpu band; then each run's seconds and peak memory."""
+    from genimg_course.course.prose import load_registry
+
+    registry = load_registry()
+    for lesson in lessons:
+        claims = {n: c for n, c in registry["claims"].items() if c["lesson"] == lesson}
+        if not claims:
+            continue
+        records = _records(lesson)
+        print(f"\n**{lesson}** ({len(claims)} claims; records in `benchmarks/records/claims/{lesson}/`)\n")
+        cpu = sorted({(r["seed"], r["budget_scale"]) for r in records if r["profile"] == "cpu"})
+        print("| claim | recorded (cpu, seed 0) | ci: value, band | " + " | ".join(f"s{s} ×{b:g}" for s, b in cpu)
+              + " | cpu band |")
+        print("|---|---:|---|" + "---:|" * len(cpu) + "---|")
+        for name, c in claims.items():
+            fmt = c.get("fmt", ".3g")
+            f = (lambda v: format(v, fmt) if v is not None else "–")
+            runs = {(r["seed"], r["budget_scale"]): r["value"] for r in c.get("runs", {}).get("cpu", [])}
+            ci = c.get("recorded", {}).get("ci")
+            ci_band = c.get("bands", {}).get("ci")
+            band = c.get("bands", {}).get("cpu")
+            print(f"| `{name}` | {f(c.get('value'))} | {f(ci)}, {f(ci_band[0]) + '–' + f(ci_band[1]) if ci_band else '–'} | "
+                  + " | ".join(f(runs.get(k)) for k in cpu)
+                  + f" | {f(band[0]) + '–' + f(band[1]) if band else '–'} |")
+        print("\n| run | seconds | peak MiB | commit | machine | threads |\n|---|---:|---:|---|---|---:|")
+        for r in sorted(records, key=lambda r: (r["profile"], r["seed"], -r["budget_scale"])):
+            print(f"| {r['profile']} seed {r['seed']} ×{r['budget_scale']:g} | {r['seconds']} | {r['peak_mib']} | "
+                  f"`{str(r['commit'])[:7]}{'+' if '+' in str(r['commit']) else ''}` | {r['machine']} | {r['threads']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -171,12 +204,15 @@ def main() -> None:
     p.add_argument("--scales", default="1")
     sub.add_parser("update").add_argument("lesson")
     sub.add_parser("report").add_argument("lesson", nargs="?")
+    sub.add_parser("table").add_argument("lessons", nargs="*")
     args = parser.parse_args()
     if args.what == "run":
         run(args.lessons, args.profile, [int(s) for s in args.seeds.split(",")],
             [float(s) for s in args.scales.split(",")])
     elif args.what == "update":
         update(args.lesson)
+    elif args.what == "table":
+        table(args.lessons or sorted(p.name for p in RECORDS.iterdir() if p.is_dir()))
     else:
         lessons = [args.lesson] if args.lesson else sorted(p.name for p in RECORDS.iterdir() if p.is_dir())
         sys.exit(1 if report(lessons) else 0)
