@@ -45,7 +45,7 @@ class ClaimOutsideBand(AssertionError):
 
 @lru_cache(maxsize=1)
 def registry() -> dict:
-    from genimg_course.course.prose import load_registry
+    from genimg_course.common.registry import load_registry
 
     return load_registry(REGISTRY)
 
@@ -82,7 +82,7 @@ def verdict(name: str, value: float, profile: str | None = None) -> tuple[str, b
         return line + f"; no band measured for the {profile} profile yet (measured: {measured or 'none'}).", None
     lo, hi = band
     if profile == "ci":
-        evidence = f"the ci profile's deterministic run had {_fmt(c['recorded']['ci'], spec)}, band"
+        evidence = f"the ci profile's recorded run had {_fmt(c['recorded']['ci'], spec)}, band"
     elif profile == "cpu":
         evidence = CPU_EVIDENCE.format(n=len({r['seed'] for r in c.get('runs', {}).get('cpu', [])}))
     else:
@@ -129,6 +129,6 @@ def model_config(model) -> dict:
 
 
 def _strict() -> bool:
-    from genimg_course.course.exercises import strict_mode
+    from genimg_course.common.runtime import strict_mode
 
     return strict_mode()

@@ -30,6 +30,12 @@ PROFILE_ENV = "GENIMG_PROFILE"
 # benchmarks/claims.py reruns a lesson with another training seed: setup(seed=0) then seeds with this one
 SEED_ENV = "GENIMG_SEED"
 _CURRENT: dict = {}  # the profile of the last setup(): what claims.show compares against
+STRICT_ENV = "GENIMG_STRICT"  # CI: a failed check or a claim outside its ci band is an error, not a message
+
+
+def strict_mode() -> bool:
+    """``GENIMG_STRICT=1`` (CI's nbval of the solved notebooks)."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 DATASET_ENV = "GENIMG_DATASET"
 COLOUR_DATASET_ENV = "GENIMG_COLOUR_DATASET"
 

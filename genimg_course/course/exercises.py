@@ -21,7 +21,6 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import os
 import sys
 import textwrap
 import types
@@ -31,7 +30,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-STRICT_ENV = "GENIMG_STRICT"
+from genimg_course.common.runtime import STRICT_ENV, strict_mode  # noqa: F401 - the checks' strict mode
 
 
 class ExerciseFailed(AssertionError):
@@ -40,10 +39,6 @@ class ExerciseFailed(AssertionError):
 
 class NotDone(Exception):
     """The student's function still raises ``NotImplementedError``."""
-
-
-def strict_mode() -> bool:
-    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass

@@ -23,12 +23,11 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-REGISTRY = Path(__file__).resolve().parent.parent / "registry"  # one NN_slug.json per lesson
+from genimg_course.common.registry import REGISTRY, ClaimsError, load_registry  # noqa: F401 - used by the builder
+
 
 NUMBER = r"[-−+]?\d[\d,]*(?:\.\d+)?%?"
 MARKER_RE = re.compile(rf"(?P<old>{NUMBER}(?:[–-]{NUMBER})?)?<!--claim:(?P<name>[\w.\-]+)(?::(?P<field>[\w-]+))?-->")
@@ -60,10 +59,6 @@ _SINGLE_DIGIT = re.compile(r"^\d$")
 _TIME_OR_PERCENT_AFTER = re.compile(r"^\s*(?:%|s\b|min\b|seconds?\b|minutes?\b|ms\b)")
 
 
-class ClaimsError(ValueError):
-    """A marker names a claim or field the registry does not have; the message names lesson and cell."""
-
-
 @dataclass(frozen=True)
 class Unaccounted:
     lesson: str
@@ -74,24 +69,6 @@ class Unaccounted:
     def __str__(self) -> str:
         return (f"{self.lesson} cell {self.cell}: {self.token!r} is neither a claim nor a constant "
                 f"(…{self.context}…)")
-
-
-def load_registry(folder: Path = REGISTRY) -> dict:
-    """All lessons' claims and constants: ``{"claims": {name: claim}, "constants": {lesson: {token: source}}}``
-    (claim names start with the lesson's number, "06.fid_flow", so they never collide)."""
-    merged: dict = {"claims": {}, "constants": {}}
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            part = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ClaimsError(f"{path}: not valid JSON ({err})") from None
-        lesson = part.get("lesson", path.stem)
-        for name, c in part.get("claims", {}).items():
-            if not name.startswith(lesson[:2] + "."):
-                raise ClaimsError(f"{path}: claim {name!r} must start with {lesson[:2]}. (its lesson's number)")
-            merged["claims"][name] = {**c, "lesson": lesson}
-        merged["constants"][lesson] = part.get("constants", {})
-    return merged
 
 
 def format_value(value, fmt: str) -> str:
