@@ -26,9 +26,9 @@ import json
 import os
 import time
 from functools import lru_cache
-from pathlib import Path
 
-REGISTRY = Path(__file__).resolve().parent / "registry"  # one NN_slug.json per lesson
+from genimg_course.common.registry import REGISTRY, format_value
+
 OUT_ENV = "GENIMG_CLAIMS_OUT"
 CPU_EVIDENCE = "{n} seeds on 2 cores, full or half budget"
 REASONS = {  # the likeliest reasons a value falls outside its band, by what the claim measures
@@ -65,30 +65,26 @@ def _profile() -> str:
     return runtime.current_profile()
 
 
-def _fmt(value, spec: str) -> str:
-    return format(value, spec)
-
-
 def verdict(name: str, value: float, profile: str | None = None) -> tuple[str, bool | None]:
     """The line ``show`` prints, and whether ``value`` is inside the profile's band (None: no band measured)."""
     c, profile = claim(name), profile or _profile()
     spec, what = c.get("fmt", ".3g"), c["what"]
     if c.get("value") is None:
-        return f"{what} {_fmt(value, spec)} (no recorded run yet: benchmarks/claims.py records one).", None
-    line = f"{what} {_fmt(value, spec)}: the recorded run had {_fmt(c['value'], spec)}"
+        return f"{what} {format_value(value, spec)} (no recorded run yet: benchmarks/claims.py records one).", None
+    line = f"{what} {format_value(value, spec)}: the recorded run had {format_value(c['value'], spec)}"
     band = c.get("bands", {}).get(profile)
     if band is None:
         measured = ", ".join(p for p in c.get("bands", {}))
         return line + f"; no band measured for the {profile} profile yet (measured: {measured or 'none'}).", None
     lo, hi = band
     if profile == "ci":
-        evidence = f"the ci profile's recorded run had {_fmt(c['recorded']['ci'], spec)}, band"
+        evidence = f"the ci profile's recorded run had {format_value(c['recorded']['ci'], spec)}, band"
     elif profile == "cpu":
         evidence = CPU_EVIDENCE.format(n=len({r['seed'] for r in c.get('runs', {}).get('cpu', [])}))
     else:
         evidence = f"measured on {c.get('machines', {}).get(profile, 'a ' + profile + ' machine')}"
     inside = lo <= value <= hi
-    line += f"; {evidence}: {_fmt(lo, spec)}–{_fmt(hi, spec)}: "
+    line += f"; {evidence}: {format_value(lo, spec)}–{format_value(hi, spec)}: "
     if inside:
         return line + "yours is normal.", True
     side = "below" if value < lo else "above"

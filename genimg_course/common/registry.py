@@ -33,3 +33,8 @@ def load_registry(folder: Path = REGISTRY) -> dict:
             merged["claims"][name] = {**c, "lesson": lesson}
         merged["constants"][lesson] = part.get("constants", {})
     return merged
+
+
+def format_value(value, fmt: str) -> str:
+    """A claim's value (or a band, [lo, hi]) as the prose and the printed lines show it."""
+    return "–".join(format(v, fmt) for v in value) if isinstance(value, (list, tuple)) else format(value, fmt)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from genimg_course.common.registry import REGISTRY, ClaimsError, load_registry  # noqa: F401 - used by the builder
+from genimg_course.common.registry import REGISTRY, ClaimsError, format_value, load_registry  # noqa: F401 - the builder's
 
 
 NUMBER = r"[-−+]?\d[\d,]*(?:\.\d+)?%?"
@@ -69,10 +69,6 @@ class Unaccounted:
     def __str__(self) -> str:
         return (f"{self.lesson} cell {self.cell}: {self.token!r} is neither a claim nor a constant "
                 f"(…{self.context}…)")
-
-
-def format_value(value, fmt: str) -> str:
-    return "–".join(format(v, fmt) for v in value) if isinstance(value, (list, tuple)) else format(value, fmt)
 
 
 def field_text(claim: dict, field: str, name: str) -> str:
