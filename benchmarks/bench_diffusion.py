@@ -161,6 +161,8 @@ def table(paths: list[str]) -> int:
     records = [json.load(open(p)) for p in paths]
     print("Records: " + ", ".join(f"`{p}` (seed {r['results'][0]['seed']}, commit {str(r['commit'])[:7]}, "
                                   f"{r['machine']})" for p, r in zip(paths, records)) + "\n")
+    budgets = sorted({json.dumps(m["budget"], sort_keys=True) for r in records for m in r["results"]})
+    print(f"Training budget of every model: {', '.join(budgets)}\n")
     print(f"Floor (1,000 real training digits): FID " + ", ".join(f"{r['floor']['fid']:.2f}" for r in records) + "\n")
     seeds = [r["results"][0]["seed"] for r in records]
     print("| model | configuration | sampler (pinned keywords) | " + " | ".join(f"FID seed {s}" for s in seeds)
@@ -180,6 +182,11 @@ def table(paths: list[str]) -> int:
         print(f"| {model} | {config} | {setting}: `{kwargs}` | " + " | ".join(f"{f:.1f}" for f in fids)
               + f" | {statistics.mean(fids):.1f} | {', '.join(map(str, steps))} |")
     return 0
+
+
+def budget_words(args) -> str:
+    """The training budget as run: --epochs wins over --seconds (a header once said "180 s" for a run of 55 epochs)."""
+    return f"{args.epochs} epochs" if args.epochs else f"{args.seconds:.0f} s"
 
 
 def main() -> int:
@@ -211,7 +218,7 @@ def main() -> int:
     import torch
 
     print(f"# {platform.node()} | {platform.processor() or platform.machine()} | torch {torch.__version__} | "
-          f"threads {torch.get_num_threads()} | device {args.device} | {args.seconds:.0f} s of training each")
+          f"threads {torch.get_num_threads()} | device {args.device} | {budget_words(args)} of training each")
     results = []
     for family in args.models:
         cmd = [sys.executable, __file__, "--one", family, "--seconds", str(args.seconds), "--seed", str(args.seed),
@@ -235,7 +242,7 @@ def main() -> int:
                        **provenance(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "floor": floor,
                        "results": results}, f, indent=1, ensure_ascii=False)
     print(f"\n{N_SAMPLES} samples per row against the 360 test digits (classifier features); "
-          f"{args.seconds:.0f} s of training each on {args.device}.\n")
+          f"{budget_words(args)} of training each on {args.device}.\n")
     print("| model | sampler | train steps | sampling (s) | images/s | fid | kid | precision | recall | coverage | "
           "class accuracy |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -240,7 +240,9 @@ class DiffusionConfig:
     T: int = 1000  # DDPM only: steps of the forward process
     steps: int = 50  # default number of sampler steps
     sampler: str = ""  # default sampler; "" is the first of SAMPLERS[objective] (DDIM, Euler)
-    guidance: float = 1.0  # default w: the best FID of the scales measured (benchmarks/RESULTS.md, "Lesson 06")
+    guidance: float = 1.0  # default w: the plain conditional model, one network pass per step (any other w costs
+    # two). Not the best FID measured: w = 1.25 scored 16.0 against w = 1's 18.0 in one run of an older conditional
+    # flow (benchmarks/RESULTS.md, "Lesson 06 notebook, cpu profile"), inside the floor's spread at that n
     label_dropout: float = 0.1  # fraction of training labels replaced by "no label"
     lr: float = 2e-3
     ema_decay: float = 0.999

@@ -369,6 +369,10 @@ WRONG.update({
         "index of the second nearest": lambda q, r: _topk_ratio(q, r, indices_of_second=True),
         "only the ratios": lambda q, r: _topk_ratio(q, r)[1],
         "ratio against the nearest of the other queries": lambda q, r: _topk_ratio(q, torch.cat([q, r]))[0:2],
+        "distances by broadcasting (N, M, D)": lambda q, r: (lambda d: (d.topk(2, 1, largest=False).indices[:, 0],
+                                                                        d.topk(2, 1, largest=False).values[:, 0]
+                                                                        / d.topk(2, 1, largest=False).values[:, 1]))(
+            (q[:, None] - r[None]).pow(2).sum(-1).sqrt()),
     },
 })
 
@@ -546,3 +550,37 @@ def test_forbidden_matches_objects_not_names():
     exec("def normalize(x, mean=0.5, std=0.5):\n    return TF.normalize(x, [mean] * 3, [std] * 3)\n", namespace)
     assert uses_of_forbidden(namespace["normalize"], EXERCISES["normalize"].forbidden) == [
         ("TF.normalize", "torchvision.transforms.v2.functional.normalize")]
+
+
+def test_ddim_step_accepts_glides_clipped_epsilon_and_names_it(capsys):
+    """ε re-derived from the clipped x̂0 (GLIDE; diffusers' use_clipped_model_output=True) is a right answer: it
+    passes, and the check says which variant it is. Without the clip it is still wrong."""
+    ex = EXERCISES["ddim_step"]
+    result = ex.evaluate(_ddim(recompute=True))
+    assert result.ok, result.failures
+    assert any("GLIDE" in note for note in result.notes)
+    ex.check(_ddim(recompute=True), strict=True)
+    assert "use_clipped_model_output" in capsys.readouterr().out
+    assert not ex.evaluate(_ddim(clip=False, recompute=True)).ok
+    assert ex.evaluate(_ddim()).notes == []  # eq. (5) as written: no note
+
+
+def test_latent_normalisation_accepts_the_population_standard_deviation_and_says_so(capsys):
+    ex = EXERCISES["latent_normalisation"]
+    population = lambda z: (z.mean((0, 2, 3)), 1 / z.transpose(0, 1).flatten(1).std(1, correction=0))
+    result = ex.evaluate(population)
+    assert result.ok, result.failures
+    assert any("population standard deviation" in note for note in result.notes)
+    assert ex.evaluate(ex.reference).notes == []
+
+
+def test_nn_ratio_by_matrix_product_passes_the_memory_test():
+    """‖q‖² − 2 q·r + ‖r‖² builds only (N, M) and (N or M, D) tensors: right, and as cheap as cdist."""
+    def by_matmul(q, r):
+        d = ((q * q).sum(1)[:, None] - 2 * q @ r.T + (r * r).sum(1)[None]).clamp_min(0).sqrt()
+        two = d.topk(2, 1, largest=False)
+        return two.indices[:, 0], two.values[:, 0] / two.values[:, 1]
+    result = EXERCISES["nn_ratio"].evaluate(by_matmul)
+    assert result.ok, result.failures
+    broadcast = EXERCISES["nn_ratio"].evaluate(WRONG["nn_ratio"]["distances by broadcasting (N, M, D)"])
+    assert [f for f in broadcast.failures if "GiB" in f and "(N, M, D)" in f], broadcast.failures

@@ -50,6 +50,7 @@ class CheckResult:
     passed: int  # tests passed
     total: int  # tests run
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a passing answer should know (an accepted variant)
 
     @property
     def ok(self) -> bool:
@@ -151,6 +152,7 @@ class Tester:
         self.name = name
         self.passed = 0
         self.failures: list[str] = []
+        self.notes: list[str] = []  # said even when every test passes: which accepted variant the answer is
         self.expected, self.record = expected, record
         self.random_ok = False  # set by Exercise.evaluate: may the function draw from torch's global generator?
         self._seen: dict[str, int] = {}
@@ -341,7 +343,7 @@ class Exercise:
             t.failures.append(f"input: the tests after the last one reported\n    the check could not use your "
                               f"result ({_type_name(_type(err))}: {_message(err)})")
         status = "failed" if t.failures else "passed"
-        return CheckResult(self.name, status, t.passed, t.passed + len(t.failures), t.failures)
+        return CheckResult(self.name, status, t.passed, t.passed + len(t.failures), t.failures, t.notes)
 
     def check(self, fn: Callable, strict: bool | None = None) -> Callable:
         """Run the tests, print feedback, and return the function the notebook should go on with."""
@@ -350,6 +352,8 @@ class Exercise:
         ref = f"{self.reference.__module__}.{self.reference.__name__}"
         if result.ok:
             print(f"✅ {self.name}: all {result.total} tests passed ({self.points} point{'s' * (self.points != 1)}).")
+            for note in result.notes:
+                print(f"   note: {note}")
             return fn
         if result.status == "not attempted":
             print(f"⏭️  {self.name}: not done yet (it raises NotImplementedError).")

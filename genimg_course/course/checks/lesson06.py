@@ -142,10 +142,26 @@ def ddim_step(t: Tester, fn):
     t.close(fn, (x_t, noise, ab[t_now], torch.ones(3)), x0, atol=1e-4,
             input="the same x_t, last step (ᾱ_s = 1): the step returns x̂0 itself")
     eps = torch.randn(3, 1, 4, 4, generator=g) * 1.5  # a poor prediction: x̂0 falls outside [−1, 1]
-    t.close(fn, (x_t, eps, ab[t_now], ab[t_prev]), diffusion.ddim_step(x_t, eps, ab[t_now], ab[t_prev]), atol=1e-4,
-            input="the same x_t with a poor noise prediction, whose x̂0 falls outside [−1, 1]",
-            hint="clip x̂0 to [−1, 1] (x0_hat.clamp(-1, 1)) before using it: near t = T, ᾱ_t ≈ 0 and the division "
-                 "by √ᾱ_t turns small errors of ε into huge values")
+    a_t, a_s = ab[t_now].reshape(-1, 1, 1, 1), ab[t_prev].reshape(-1, 1, 1, 1)
+    x0_clipped = diffusion.predict_x0(x_t, eps, ab[t_now]).clamp(-1, 1)
+    # GLIDE's variant (diffusers' use_clipped_model_output=True): ε re-derived from the clipped x̂0, so that x_s
+    # lies on the line through x_t and x̂0. Eq. (5) carries the network's own ε; both are right answers.
+    eps_clipped = (x_t - a_t.sqrt() * x0_clipped) / (1 - a_t).sqrt()
+    glide = a_s.sqrt() * x0_clipped + (1 - a_s).sqrt() * eps_clipped
+    where = "the same x_t with a poor noise prediction, whose x̂0 falls outside [−1, 1]"
+    ok, got = t.call(fn, (x_t, eps, ab[t_now], ab[t_prev]), input=where)
+    if ok and not compare_tensors(got, glide, atol=1e-4) and compare_tensors(got, diffusion.ddim_step(
+            x_t, eps, ab[t_now], ab[t_prev]), atol=1e-4):
+        t.passed += 1
+        t.notes.append("your step re-derives ε from the clipped x̂0, ε' = (x_t − √ᾱ_t x̂0) / √(1 − ᾱ_t): GLIDE's "
+                       "variant (diffusers' use_clipped_model_output=True), also right. Eq. (5) as written, and the "
+                       "course's samplers by default, carry the network's own ε; where the clip is inactive the two "
+                       "agree")
+    elif ok:
+        t.close(fn, (x_t, eps, ab[t_now], ab[t_prev]), diffusion.ddim_step(x_t, eps, ab[t_now], ab[t_prev]),
+                atol=1e-4, input=where,
+                hint="clip x̂0 to [−1, 1] (x0_hat.clamp(-1, 1)) before using it: near t = T, ᾱ_t ≈ 0 and the "
+                     "division by √ᾱ_t turns small errors of ε into huge values")
 
 
 @exercise(lesson="06_diffusion", points=2, reference=diffusion.flow_matching_loss)

@@ -38,6 +38,12 @@ def latent_normalisation(t: Tester, fn):
     else:
         t.passed += 1
     message = compare_tensors(got[1], scale, atol=1e-3, rtol=1e-3)
+    population = 1 / z.transpose(0, 1).flatten(1).std(1, correction=0)  # dividing by N, not N − 1: also right
+    if message and compare_tensors(got[1], population, atol=1e-3, rtol=1e-3) is None:
+        message = None
+        t.notes.append("your scale uses the population standard deviation (dividing by N); the reference divides by "
+                       "N − 1, torch's default. Both are right: with thousands of latent values per channel they "
+                       "differ by well under 0.1%")
     if message:
         std = z.transpose(0, 1).flatten(1).std(1)
         hint = ("that is the standard deviation itself; the scale multiplies the latents, so it is 1 / std"
@@ -52,7 +58,8 @@ def latent_normalisation(t: Tester, fn):
         normed = (z - got[0].view(1, 3, 1, 1)) * got[1].view(1, 3, 1, 1)
         per_channel = normed.transpose(0, 1).flatten(1)
         t.expect(allclose(per_channel.mean(1), torch.zeros(3), atol=1e-4)
-                 and allclose(per_channel.std(1), torch.ones(3), atol=1e-3),
+                 and (allclose(per_channel.std(1), torch.ones(3), atol=1e-3)
+                      or allclose(per_channel.std(1, correction=0), torch.ones(3), atol=1e-3)),
                  where + ", then (latents − shift) · scale",
                  f"the normalised latents must have mean 0 and standard deviation 1 in every channel; got means "
                  f"{[round(v, 3) for v in per_channel.mean(1).tolist()]} and standard deviations "
@@ -67,8 +74,10 @@ def _pair(t: Tester, fn, z: torch.Tensor) -> None:
     if not ok:
         return
     shift, scale = latent.latent_normalisation(z)
+    population = 1 / z.transpose(0, 1).flatten(1).std(1, correction=0)
     good = (isinstance(got, tuple) and len(got) == 2 and compare_tensors(got[0], shift) is None
-            and compare_tensors(got[1], scale, atol=1e-3, rtol=1e-3) is None)
+            and (compare_tensors(got[1], scale, atol=1e-3, rtol=1e-3) is None
+                 or compare_tensors(got[1], population, atol=1e-3, rtol=1e-3) is None))
     t.expect(good, where, f"expected (shift, scale), each of shape ({z.shape[1]},), for any number of channels; got "
              f"{describe(got)}")
 
@@ -121,3 +130,41 @@ def nn_ratio(t: Tester, fn):
                  + (str([round(v, 4) for v in got[1].tolist()]) if isinstance(got, tuple) and len(got) == 2
                     and isinstance(got[1], torch.Tensor) else describe(got))
                  + "\n    hint: the same code must work in any number of dimensions")
+    _memory(t, fn)
+
+
+class _LargestTensor(torch.overrides.TorchFunctionMode):
+    """Records the most numbers any torch operation called inside it returned (an intermediate the caller never
+    sees: the (N, M, D) difference tensor of a broadcast distance)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for o in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(o, torch.Tensor):
+                self.largest = max(self.largest, o.numel())
+        return out
+
+
+def _memory(t: Tester, fn) -> None:
+    """The lesson compares a few hundred samples with a thousand images of 3,072 pixels: a function that builds
+    the (N, M, D) differences by broadcasting needs gigabytes there (Binder has 2). Checked by the shapes the
+    function computes, at a size that costs megabytes."""
+    g = torch.Generator().manual_seed(73)
+    n, m, d = 16, 64, 3 * 32 * 32
+    queries, reference = torch.rand(n, d, generator=g), torch.rand(m, d, generator=g)
+    where = f"queries ({n}, {d}) and reference ({m}, {d}): 32 × 32 colour images, as in the lesson"
+    with _LargestTensor() as mode:
+        ok, got = t.call(fn, (queries, reference), input=where)
+    if not ok:
+        return
+    limit = n * m + (n + m) * d  # the distances, and a copy of each input (squares, a cast)
+    t.expect(mode.largest <= limit, where,
+             f"your function builds a tensor of {mode.largest:,} numbers, {mode.largest * 4 / 2**20:.1f} MiB here "
+             f"(at most {limit:,} are needed): the differences of every query with every reference point, "
+             f"(N, M, D). For 200 samples against a folder of 1,000 images of {d:,} numbers that is "
+             f"{200 * 1000 * d * 4 / 2**30:.1f} GiB for one such tensor, more than Binder's memory\n    hint: torch.cdist(queries, "
+             "reference), or ‖q‖² − 2 q·r + ‖r‖² with a matrix product (q @ r.T), never (q[:, None] − r[None])")
