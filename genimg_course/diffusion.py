@@ -391,13 +391,16 @@ class DiffusionModel(nn.Module):
         Euler's K equal steps of t. Flow: not used (its samplers take ``steps`` equal steps of t from 1 to 0)."""
         spacing = spacing or self.config.spacing
         T = self.config.T
-        if spacing == "trailing":
-            times = (torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1).long()
-        elif spacing == "linspace":
-            times = torch.linspace(T - 1, 0, steps).round().long()
-        else:
+        if spacing not in SPACINGS:
             raise ValueError(f"Unknown spacing {spacing!r}. Valid: {', '.join(SPACINGS)}.")
-        return times.clamp(0, T - 1).unique_consecutive().tolist()
+        # Exact integer arithmetic, not a float arange: T − kT/K is often a half-integer, which float noise rounds
+        # either way (diffusers' numpy grid and a torch one disagree at K = 48), and arange(T, 0, −T/K) can
+        # overshoot to a (K + 1)st element (K = 61: K + 1 network evaluations). tests/test_oracles.py checks it.
+        if spacing == "trailing":
+            times = [_round_half_even(T * (steps - k), steps) - 1 for k in range(steps)]
+        else:
+            times = [_round_half_even((T - 1) * (steps - 1 - k), steps - 1) for k in range(steps)] if steps > 1 else [T - 1]
+        return torch.tensor(times).clamp(0, T - 1).unique_consecutive().tolist()
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels=None, steps: int | None = None,
@@ -485,6 +488,13 @@ class DiffusionModel(nn.Module):
     def evaluations(self, steps: int, sampler: str) -> int:
         """Network evaluations per sample (guidance with 0 < w ≠ 1 doubles each): Heun's are 2K − 1."""
         return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded to the nearest integer, halves to the even one (as torch.round and numpy
+    do), in exact integer arithmetic."""
+    q, r = divmod(numerator, denominator)
+    return q + (2 * r > denominator or (2 * r == denominator and q % 2 == 1))
 
 
 def euler_step(x: torch.Tensor, v: torch.Tensor, t, t_next) -> torch.Tensor:
