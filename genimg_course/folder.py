@@ -69,7 +69,9 @@ def dhash(image: Image.Image | torch.Tensor, size: int = 8) -> torch.Tensor:
         raise TypeError(f"dhash needs a PIL image or a torch.Tensor, got {type(image).__name__}")
     small = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(size, size + 1), mode="bilinear",
                           antialias=True, align_corners=False)[:, 0]  # (B, size, size + 1)
-    bits = (small[..., 1:] > small[..., :-1]).flatten(-2)  # is the right neighbour brighter?
+    # is the right neighbour brighter? By more than float32's resampling noise (1e-4, far below one 8-bit grey level,
+    # 2/255 here): a flat image then hashes to no bits, as imagehash's does (tests/test_oracles.py)
+    bits = (small[..., 1:] > small[..., :-1] + 1e-4).flatten(-2)
     return bits if x.ndim == 4 else bits[0]
 
 
