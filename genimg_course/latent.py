@@ -380,13 +380,21 @@ def drop_duplicates(images: torch.Tensor, labels: torch.Tensor, dataset: str, im
 
 
 @torch.no_grad()
+def with_mirrors(images: torch.Tensor) -> torch.Tensor:
+    """The images (N, C, H, W) and their horizontal mirror images, (2N, C, H, W): what ``train_latent_flow`` trains
+    on (``flip=True``), so what a memorisation test must compare samples with. A sample that copies a training
+    image's mirror image is as much a copy as one that copies the image."""
+    return torch.cat([images, images.flip(-1)])
+
+
 def evaluate_folder(model: LatentFlow, samples: torch.Tensor, dataset: str, seed: int = 0,
                     held_out: float = 0.2) -> dict:
     """Lesson 07's evaluation of samples (N, C, H, W) in [−1, 1] of a model trained on ``dataset``
     ("folder:PATH") with ``seed`` (which decides the held-out images, ``split_held_out``): FID, precision,
     recall, density and coverage in standardised ``pyramid_features`` against the held-out images, with the
-    real-vs-real floor (as many training images); the nearest-neighbour ratio in pixels against the training images, and the fraction of samples
-    below the held-out images' 1st percentile ("memorised")."""
+    real-vs-real floor (as many training images); the nearest-neighbour ratio in pixels against the training images
+    and their mirror images (``with_mirrors``: what the flow trained on), and the fraction of samples below the
+    held-out images' 1st percentile ("memorised")."""
     import warnings
 
     from genimg_course import metrics
@@ -408,8 +416,9 @@ def evaluate_folder(model: LatentFlow, samples: torch.Tensor, dataset: str, seed
     k = max(1, min(3, len(held) - 1))
     precision, recall = metrics.precision_recall(f_held, f_s, k)
     density, coverage = metrics.density_coverage(f_held, f_s, k=max(1, min(5, len(held) - 1)))
-    r_samples = nn_ratio(samples.flatten(1).float(), train.flatten(1))[1]
-    r_held = nn_ratio(held.flatten(1), train.flatten(1))[1]
+    copies_of = with_mirrors(train).flatten(1)  # the flow trained on both: a mirrored copy is a copy too
+    r_samples = nn_ratio(samples.flatten(1).float(), copies_of)[1]
+    r_held = nn_ratio(held.flatten(1), copies_of)[1]
     threshold = float(torch.quantile(r_held, 0.01))
     return {"n_samples": len(samples), "n_real": len(held), "n_train": len(train), "features": "pyramid",
             "fid": metrics.fid(f_held, f_s), "fid_floor": metrics.fid(f_held, f_train[floor_idx.numpy()]),

@@ -120,6 +120,13 @@ def test_evaluate_folder_catches_copies(tmp_path):
     assert result["memorised_fraction"] == 1.0 and result["nn_ratio_median"] < 0.01
     novel = latent.evaluate_folder(model, loaded[held_idx], f"folder:{tmp_path}", seed=0)
     assert novel["memorised_fraction"] < 0.5
+    # the flow trains on the mirror images too: a copy of a mirrored training image is caught (against the
+    # unmirrored images alone, its ratio would look like a novel image's)
+    mirrored = latent.evaluate_folder(model, copies.flip(-1), f"folder:{tmp_path}", seed=0)
+    assert mirrored["memorised_fraction"] == 1.0 and mirrored["nn_ratio_median"] < 0.01
+    train = loaded[train_idx]
+    unmirrored_only = latent.nn_ratio(copies.flip(-1).flatten(1), train.flatten(1))[1]
+    assert unmirrored_only.median() > 0.5
 
 
 def test_pyramid_features_see_blur_and_noise():
