@@ -7,8 +7,9 @@ latent and a small KL weight) compresses images to a few channels at 1/4 of the 
 
 This is the recipe of latent diffusion (Rombach et al., 2022): the autoencoder does the perceptual
 compression once, and the generative model works on 12 times fewer numbers per image. What is left out:
-the perceptual (LPIPS) and adversarial losses that make Stable Diffusion's autoencoder sharp; they need a
-pretrained network, which this course cannot download.
+the perceptual (LPIPS) and adversarial losses that make Stable Diffusion's autoencoder sharp. LPIPS needs a
+network pretrained on ImageNet, which this course cannot download; the adversarial loss does not (a PatchGAN
+discriminator trained from scratch, with a hinge loss), and is left out only to keep the lesson short.
 
 Also here: the memorisation test of lesson 05 in any feature space (``nn_ratio``), and the features the
 lesson evaluates with when the images are the student's own (``encoder_features``).
