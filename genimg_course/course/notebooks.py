@@ -191,9 +191,13 @@ def claim_drift(path: Path, wanted: str) -> list[str]:
     except Exception:  # noqa: BLE001 - unreadable: reported as differing by the caller
         return []
     want = nbformat.reads(wanted, as_version=4).cells
+    by_id = {c.get("id"): c for c in want if c.get("id")}
     found = []
-    for i, (old, new) in enumerate(zip(have, want)):
-        if old.cell_type != "markdown" or old.source == new.source:
+    # a cell is compared with the built cell of the same id (a cell inserted or removed shifts every index after it)
+    pairs = [(i, old, by_id.get(old.get("id"))) for i, old in enumerate(have)] if by_id else \
+        [(i, old, new) for i, (old, new) in enumerate(zip(have, want))]
+    for i, old, new in pairs:
+        if new is None or old.cell_type != "markdown" or old.source == new.source:
             continue
         for a, b in zip(prose.MARKER_RE.finditer(old.source), prose.MARKER_RE.finditer(new.source)):
             if a["old"] != b["old"]:
