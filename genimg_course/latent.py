@@ -381,6 +381,20 @@ def drop_duplicates(images: torch.Tensor, labels: torch.Tensor, dataset: str, im
 
 
 @torch.no_grad()
+def shuffle_patches(images: torch.Tensor, grid: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (N, C, H, W) cut into grid × grid patches, put back in a random order (one permutation per image):
+    every patch real and sharp, the layout gone. A damage for validating a feature space (lesson 07, section 5):
+    features that see only textures and colours score it like real images."""
+    n, c, h, w = images.shape
+    if h % grid or w % grid:
+        raise ValueError(f"shuffle_patches: image size {h} × {w} is not divisible by grid={grid}")
+    ph, pw = h // grid, w // grid
+    patches = images.reshape(n, c, grid, ph, grid, pw).permute(0, 2, 4, 1, 3, 5).reshape(n, grid * grid, c, ph, pw)
+    order = torch.stack([torch.randperm(grid * grid, generator=generator) for _ in range(n)])
+    patches = patches[torch.arange(n)[:, None], order]
+    return patches.reshape(n, grid, grid, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
+
+
 def with_mirrors(images: torch.Tensor) -> torch.Tensor:
     """The images (N, C, H, W) and their horizontal mirror images, (2N, C, H, W): what ``train_latent_flow`` trains
     on (``flip=True``), so what a memorisation test must compare samples with. A sample that copies a training

@@ -140,3 +140,13 @@ def test_pyramid_features_see_blur_and_noise():
     assert (blurred[:, fine] < f[:, fine]).all() and (noisy[:, fine] > f[:, fine]).all()
     z = latent.standardise(f, f)
     assert torch.allclose(z.mean(0), torch.zeros(z.shape[1], dtype=torch.float64), atol=1e-9)
+
+
+def test_shuffle_patches_keeps_every_patch_and_moves_them():
+    x = torch.arange(3 * 2 * 8 * 8, dtype=torch.float32).reshape(3, 2, 8, 8)
+    y = latent.shuffle_patches(x, grid=4, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.equal(x, y)
+    blocks = lambda t: sorted(map(tuple, t.reshape(3, 2, 4, 2, 4, 2).permute(0, 2, 4, 1, 3, 5).reshape(3, 16, -1)[0].tolist()))
+    assert blocks(x) == blocks(y)  # the same 2 × 2 patches (both channels together), in another order
+    with pytest.raises(ValueError, match="divisible"):
+        latent.shuffle_patches(torch.zeros(1, 3, 10, 10), grid=4)
