@@ -112,18 +112,27 @@ class KLAutoencoder(nn.Module):
         h, w = self.config.image_shape[1:]
         return self.decoder(z)[..., :h, :w]
 
-    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """(loss, squared error per pixel, KL per latent number), each a 0-d tensor: the β-VAE objective of
-        lesson 03 with a Gaussian decoder, written per number so that β does not depend on the image size."""
+    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None, loss_fn=None):
+        """(loss, squared error per pixel, KL per latent number), each a 0-d tensor: ``kl_autoencoder_loss`` (or
+        ``loss_fn``, the student's, with its arguments) of x and the decoding of a draw z ~ q(z | x)."""
         mu, logvar = self.encode(x)
         z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator).to(mu.device)
-        recon = F.mse_loss(self.decode(z), x)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
-        return recon + self.config.beta * kl, recon, kl
+        return (loss_fn or kl_autoencoder_loss)(x, self.decode(z), mu, logvar, self.config.beta)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x)[0]).clamp(-1, 1)
+
+
+def kl_autoencoder_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                        beta: float):
+    """Lesson 07's eq. (1), the β-VAE objective of lesson 03 with a Gaussian decoder, written per number so that β
+    does not depend on the sizes: (loss, recon, kl), each a 0-d tensor, with recon the squared error averaged over
+    the P numbers of x (N, C, H, W), kl the closed-form KL of N(μ, σ²) from N(0, 1) averaged over the L numbers of
+    the latents mu, logvar (N, c, h, w), and loss = recon + β · kl."""
+    recon = F.mse_loss(x_hat, x)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
+    return recon + beta * kl, recon, kl
 
 
 def one_cycle(done: float, lr: float) -> float:
@@ -139,9 +148,10 @@ def one_cycle(done: float, lr: float) -> float:
 
 def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, batch_size: int = 32,
                       device="cpu", seed: int = 0, max_seconds: float | None = None, flip: bool = True,
-                      progress_bar: bool = True) -> dict:
-    """Adam on the β-VAE loss; images (N, C, H, W) in [−1, 1]; flip: random horizontal flips (more data for a
-    small folder). Returns {"loss", "recon", "kl", "seconds"}, one value per step."""
+                      progress_bar: bool = True, loss_fn=None) -> dict:
+    """Adam on the β-VAE loss (``kl_autoencoder_loss``, or ``loss_fn`` with its arguments: lesson 07 passes the
+    student's); images (N, C, H, W) in [−1, 1]; flip: random horizontal flips (more data for a small folder).
+    Returns {"loss", "recon", "kl", "seconds"}, one value per step."""
     device = torch.device(device)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=model.config.lr)
@@ -156,7 +166,7 @@ def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, b
             if flip:
                 mirror = torch.rand(len(x), generator=g) < 0.5
                 x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
-            loss, recon, kl = model.losses(x.to(device), g)
+            loss, recon, kl = model.losses(x.to(device), g, loss_fn)
             # the schedule follows whichever runs out first, the epochs or the seconds
             done = step / total if max_seconds is None else max(step / total, deadline.elapsed / max_seconds)
             for group in opt.param_groups:

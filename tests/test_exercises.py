@@ -10,7 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 import numpy as np
 
-from genimg_course import diffusion, gan, metrics, mlp, preprocess, scores, vae
+from genimg_course import diffusion, gan, latent, metrics, mlp, preprocess, scores, vae
 from genimg_course.course import checks
 from genimg_course.course.checks import lesson01, lesson05
 from genimg_course.course.exercises import EXERCISES, ExerciseFailed, compare_tensors, uses_of_forbidden
@@ -362,6 +362,25 @@ WRONG.update({
         "returns a list": lambda z: list(_channel_stats(z)),
         "scale is 1 / variance": lambda z: (z.mean((0, 2, 3)), 1 / z.var((0, 2, 3))),
     },
+    "kl_autoencoder_loss": {
+        "sums instead of means": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
+            (xh - x).pow(2).sum(), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).sum()),
+        "one mean over images and latents": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
+            (xh - x).pow(2).sum() / (x.numel() + mu.numel()), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).sum() / (x.numel() + mu.numel())),
+        "KL without the ½": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
+            F.mse_loss(xh, x), (mu.pow(2) + lv.exp() - 1 - lv).mean()),
+        "logvar taken as σ²": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
+            F.mse_loss(xh, x), 0.5 * (mu.pow(2) + lv - 1 - lv.abs().clamp_min(1e-6).log()).mean()),
+        "β on the reconstruction": lambda x, xh, mu, lv, b: (lambda r, k: (b * r + k, r, k))(
+            F.mse_loss(xh, x), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean()),
+        "no β": lambda x, xh, mu, lv, b: (lambda r, k: (r + k, r, k))(
+            F.mse_loss(xh, x), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean()),
+        "absolute error": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
+            (xh - x).abs().mean(), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean()),
+        "reconstruction detached": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
+            F.mse_loss(xh.detach(), x), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean()),
+        "only the loss": lambda x, xh, mu, lv, b: latent.kl_autoencoder_loss(x, xh, mu, lv, b)[0],
+    },
     "nn_ratio": {
         "squared distances": lambda q, r: _topk_ratio(q, r, squared=True),
         "second over first": lambda q, r: _topk_ratio(q, r, swap=True),
@@ -458,7 +477,7 @@ def test_points_are_declared():
                                                           "04_gans", "05_evaluation", "06_diffusion",
                                                           "07_your_images"}
     assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "06_diffusion") == 12
-    assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "07_your_images") == 5
+    assert sum(ex.points for ex in EXERCISES.values() if ex.lesson == "07_your_images") == 7
 
 
 # Answers that hand the whole exercise to a library: they pass every numeric test (the library is

@@ -14,6 +14,54 @@ from genimg_course import latent
 from genimg_course.course.exercises import Tester, allclose, compare_tensors, describe, exercise
 
 
+@exercise(lesson="07_your_images", points=2, reference=latent.kl_autoencoder_loss)
+def kl_autoencoder_loss(t: Tester, fn):
+    """kl_autoencoder_loss(x, x_hat, mu, logvar, beta): (recon + β kl, recon, kl), recon the squared error per image
+    number, kl the closed-form KL per latent number."""
+    g = torch.Generator().manual_seed(70)
+    # images (2, 3, 4, 4): P = 48 numbers each; latents (2, 2, 2, 2): L = 8. P ≠ L, so a sum where a mean belongs,
+    # or one mean over both, gives another number; μ and log σ² far from 0, so every term of the KL counts
+    x, x_hat = torch.rand(2, 3, 4, 4, generator=g) * 2 - 1, torch.rand(2, 3, 4, 4, generator=g) * 2 - 1
+    mu, logvar = torch.randn(2, 2, 2, 2, generator=g), torch.randn(2, 2, 2, 2, generator=g) - 1
+    beta = 0.25
+    where = "x, x_hat (2, 3, 4, 4) in [−1, 1]; mu, logvar (2, 2, 2, 2); beta = 0.25"
+    ok, got = t.call(fn, (x, x_hat, mu, logvar, beta), input=where)
+    if not ok:
+        return
+    if not (isinstance(got, tuple) and len(got) == 3):
+        t.fail(where, f"expected a tuple (loss, recon, kl) of three 0-dim tensors, got {describe(got)}")
+        return
+    loss, recon, kl = latent.kl_autoencoder_loss(x, x_hat, mu, logvar, beta)
+    sq = (x_hat - x).pow(2)
+    terms = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+    for name, have, want, hints in (
+            ("recon", got[1], recon, [(sq.sum(), "the squared error summed: eq. (1) averages it over the P numbers "
+                                                "of the images (F.mse_loss's default)"),
+                                      (sq.sum() / len(x), "summed per image: average over every number instead (÷ P "
+                                                          "as well as over the batch)"),
+                                      ((x_hat - x).abs().mean(), "the absolute error: eq. (1) squares it")]),
+            ("kl", got[2], kl, [(terms.sum(), "the KL summed: eq. (1) averages it over the L latent numbers"),
+                                (2 * kl, "the KL of two Gaussians has a factor ½"),
+                                (0.5 * (mu.pow(2) + logvar - 1 - logvar.log().nan_to_num()).mean(),
+                                 "logvar is log σ²: σ² is logvar.exp()"),
+                                (0.5 * (mu.pow(2) + logvar.exp() - 1 + logvar).mean(),
+                                 "the KL subtracts log σ²: ½ (μ² + σ² − 1 − log σ²)")]),
+            ("loss", got[0], loss, [(recon + kl, "multiply the KL by beta"),
+                                    (beta * recon + kl, "beta multiplies the KL, not the squared error"),
+                                    (recon + beta * terms.sum() / len(x), "the KL per latent number, as in (1)")])):
+        message = compare_tensors(have, want, atol=1e-5)
+        if message:
+            hint = next((h for value, h in hints if isinstance(have, torch.Tensor) and have.shape == ()
+                         and allclose(have, value, atol=1e-5)), "")
+            t.fail(where, f"{name}: " + message + (f"\n    hint: {hint}" if hint else ""))
+        else:
+            t.passed += 1
+    t.gradient(lambda *a: fn(*a)[0], (x, x_hat, mu, logvar, beta), 1, lambda *a: latent.kl_autoencoder_loss(*a)[0],
+               input=where + ", x_hat requiring grad", what="x_hat (the decoder's output)")
+    t.gradient(lambda *a: fn(*a)[0], (x, x_hat, mu, logvar, beta), 3, lambda *a: latent.kl_autoencoder_loss(*a)[0],
+               input=where + ", logvar requiring grad", what="logvar (the encoder's output)")
+
+
 @exercise(lesson="07_your_images", points=2, reference=latent.latent_normalisation)
 def latent_normalisation(t: Tester, fn):
     """latent_normalisation(latents): per-channel (shift, scale) = (mean, 1 / standard deviation) over images and positions."""
