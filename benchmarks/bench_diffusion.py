@@ -181,7 +181,54 @@ def table(paths: list[str]) -> int:
             kwargs = row.get("sample_kwargs")
         print(f"| {model} | {config} | {setting}: `{kwargs}` | " + " | ".join(f"{f:.1f}" for f in fids)
               + f" | {statistics.mean(fids):.1f} | {', '.join(map(str, steps))} |")
+    comparisons(records)
     return 0
+
+
+# one factor at a time: (what changes, (model, setting) of the first row, (model, setting) of the second)
+ONE_FACTOR = [
+    ("target ε → v, DDIM 50 (trailing)", ("ddpm-eps", "DDIM 50, trailing"), ("ddpm-v", "DDIM 50, trailing")),
+    ("target ε → v, ancestral 50", ("ddpm-eps", "ancestral 50, trailing"), ("ddpm-v", "ancestral 50, trailing")),
+    ("target ε → v, Heun 25", ("ddpm-eps", "Heun 25 (49 evaluations), trailing"),
+     ("ddpm-v", "Heun 25 (49 evaluations), trailing")),
+    ("η 0 → 1 (ε-model: DDIM with clipped ε → ancestral)", ("ddpm-eps", "DDIM 50, trailing, clipped ε"),
+     ("ddpm-eps", "ancestral 50, trailing")),
+    ("η 0 → 1 (v-model: DDIM with clipped ε → ancestral)", ("ddpm-v", "DDIM 50, trailing, clipped ε"),
+     ("ddpm-v", "ancestral 50, trailing")),
+    ("ε carried → ε re-derived from the clipped x̂0, DDIM 50 (ε-model)", ("ddpm-eps", "DDIM 50, trailing"),
+     ("ddpm-eps", "DDIM 50, trailing, clipped ε")),
+    ("ε carried → ε re-derived from the clipped x̂0, DDIM 50 (v-model)", ("ddpm-v", "DDIM 50, trailing"),
+     ("ddpm-v", "DDIM 50, trailing, clipped ε")),
+    ("grid linspace → trailing, DDIM 50 (ε-model)", ("ddpm-eps", "DDIM 50, linspace"), ("ddpm-eps", "DDIM 50, trailing")),
+    ("grid linspace → trailing, DDIM 50 (v-model)", ("ddpm-v", "DDIM 50, linspace"), ("ddpm-v", "DDIM 50, trailing")),
+    ("DDIM 50 → Heun 25 (v-model)", ("ddpm-v", "DDIM 50, trailing"), ("ddpm-v", "Heun 25 (49 evaluations), trailing")),
+    ("flow t uniform → logit-normal, Euler 50", ("flow-uniform", "Euler, 50 steps"), ("flow-ln", "Euler, 50 steps")),
+    ("flow t uniform → logit-normal, Heun 25", ("flow-uniform", "Heun 25 (49 evaluations)"),
+     ("flow-ln", "Heun 25 (49 evaluations)")),
+    ("flow Euler 50 → Heun 25 (logit-normal)", ("flow-ln", "Euler, 50 steps"), ("flow-ln", "Heun 25 (49 evaluations)")),
+]
+
+
+def comparisons(records: list[dict]) -> None:
+    """ONE_FACTOR from the records: each pair's FIDs per seed (first → second), the change, and the mean change
+    (negative: the second is better). Pairs whose rows a record lacks are left out."""
+    import statistics
+
+    def fid(r, model, setting):
+        m = next((x for x in r["results"] if x["model"] == model), None)
+        row = m and next((x for x in m["settings"] if x["setting"] == setting), None)
+        return row["fid"] if row else None
+
+    seeds = [r["results"][0]["seed"] for r in records]
+    print("\nOne factor at a time (FID first → second per seed; the change; negative: the second is better):\n")
+    print("| what changes | " + " | ".join(f"seed {s}" for s in seeds) + " | mean change |")
+    print("|---|" + "---|" * len(seeds) + "---:|")
+    for what, a, b in ONE_FACTOR:
+        pairs = [(fid(r, *a), fid(r, *b)) for r in records]
+        if any(x is None or y is None for x, y in pairs):
+            continue
+        cells = [f"{x:.1f} → {y:.1f} ({y - x:+.1f})" for x, y in pairs]
+        print(f"| {what} | " + " | ".join(cells) + f" | {statistics.mean(y - x for x, y in pairs):+.1f} |")
 
 
 def budget_words(args) -> str:
