@@ -112,16 +112,47 @@ class KLAutoencoder(nn.Module):
         h, w = self.config.image_shape[1:]
         return self.decoder(z)[..., :h, :w]
 
-    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None, loss_fn=None):
+    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None, loss_fn=None,
+               decoded: bool = False):
         """(loss, squared error per pixel, KL per latent number), each a 0-d tensor: ``kl_autoencoder_loss`` (or
-        ``loss_fn``, the student's, with its arguments) of x and the decoding of a draw z ~ q(z | x)."""
+        ``loss_fn``, the student's, with its arguments) of x and the decoding of a draw z ~ q(z | x); with
+        ``decoded``, that decoding too, as a fourth element (the adversarial loss needs it)."""
         mu, logvar = self.encode(x)
         z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator).to(mu.device)
-        return (loss_fn or kl_autoencoder_loss)(x, self.decode(z), mu, logvar, self.config.beta)
+        x_hat = self.decode(z)
+        out = (loss_fn or kl_autoencoder_loss)(x, x_hat, mu, logvar, self.config.beta)
+        return (*out, x_hat) if decoded else out
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x)[0]).clamp(-1, 1)
+
+
+class PatchDiscriminator(nn.Module):
+    """A PatchGAN discriminator (Isola et al. 2017), the kind Stable Diffusion's autoencoder trains beside it: no
+    pretrained network, trained from scratch; one logit per overlapping patch (a receptive field of 18 × 18 pixels:
+    texture and sharpness, not the whole image), every layer spectral-normalised as lesson 04's D.
+    (B, C, H, W) → (B, H/4 · W/4) logits."""
+
+    def __init__(self, channels: int = 3, width: int = 32):
+        super().__init__()
+        from torch.nn.utils.parametrizations import spectral_norm
+
+        self.net = nn.Sequential(spectral_norm(nn.Conv2d(channels, width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+                                 spectral_norm(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+                                 spectral_norm(nn.Conv2d(2 * width, 1, 3, padding=1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)
+
+
+def adaptive_weight(recon: torch.Tensor, adversarial: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """VQGAN's balance (Esser et al. 2021, eq. 7), which Stable Diffusion's autoencoder uses: the ratio of the
+    reconstruction loss's gradient to the adversarial loss's at the decoder's last weights, so that neither term's
+    scale has to be tuned by hand. A detached 0-d tensor, clamped to [0, 10⁴]."""
+    (g_rec,) = torch.autograd.grad(recon, last, retain_graph=True)
+    (g_adv,) = torch.autograd.grad(adversarial, last, retain_graph=True)
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).detach()
 
 
 def kl_autoencoder_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
@@ -148,10 +179,22 @@ def one_cycle(done: float, lr: float) -> float:
 
 def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, batch_size: int = 32,
                       device="cpu", seed: int = 0, max_seconds: float | None = None, flip: bool = True,
-                      progress_bar: bool = True, loss_fn=None) -> dict:
+                      progress_bar: bool = True, loss_fn=None, adversarial: float = 0.0,
+                      adversarial_loss: str = "hinge", adversarial_start: float = 0.5) -> dict:
     """Adam on the β-VAE loss (``kl_autoencoder_loss``, or ``loss_fn`` with its arguments: lesson 07 passes the
     student's); images (N, C, H, W) in [−1, 1]; flip: random horizontal flips (more data for a small folder).
-    Returns {"loss", "recon", "kl", "seconds"}, one value per step."""
+
+    adversarial > 0 adds Stable Diffusion's adversarial term: a ``PatchDiscriminator`` trained from scratch with
+    lesson 04's losses (``gan.losses(adversarial_loss)``: 'hinge', as SD, or 'bce'), switched on once
+    ``adversarial_start`` of the training (epochs or seconds, whichever runs out first) has passed, weighted by
+    ``adversarial`` × ``adaptive_weight``. Returns {"loss", "recon", "kl", "seconds"} (and "loss_d", "adv_weight"
+    with the adversarial term), one value per step."""
+    from genimg_course import gan
+
+    if adversarial < 0 or not 0 <= adversarial_start <= 1:
+        raise ValueError(f"adversarial must be >= 0 (got {adversarial}) and adversarial_start in [0, 1] "
+                         f"(got {adversarial_start})")
+    d_loss_fn, g_loss_fn = gan.losses(adversarial_loss)
     device = torch.device(device)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=model.config.lr)
@@ -159,6 +202,11 @@ def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, b
                          drop_last=len(images) > batch_size)
     g = torch.Generator().manual_seed(seed)
     history = {"loss": [], "recon": [], "kl": [], "seconds": []}
+    if adversarial:
+        disc = PatchDiscriminator(model.config.image_shape[0]).to(device)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.9))
+        last = model.decoder[-1].weight  # the decoder's last convolution: where adaptive_weight compares gradients
+        history |= {"loss_d": [], "adv_weight": []}
     deadline = Deadline(max_seconds)
     total, step = max(epochs * len(loader), 2), 0
     for _ in progress(range(epochs), "autoencoder", progress_bar):
@@ -166,14 +214,28 @@ def train_autoencoder(model: KLAutoencoder, images: torch.Tensor, epochs: int, b
             if flip:
                 mirror = torch.rand(len(x), generator=g) < 0.5
                 x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
-            loss, recon, kl = model.losses(x.to(device), g, loss_fn)
+            x = x.to(device)
+            loss, recon, kl, x_hat = model.losses(x, g, loss_fn, decoded=True)
             # the schedule follows whichever runs out first, the epochs or the seconds
             done = step / total if max_seconds is None else max(step / total, deadline.elapsed / max_seconds)
+            adversarial_on = adversarial and done >= adversarial_start
+            if adversarial_on:
+                g_adv = g_loss_fn(disc(x_hat).flatten())  # every patch's logit, as one batch of (B·patches,)
+                weight = adversarial * adaptive_weight(recon, g_adv, last)
+                loss = loss + weight * g_adv
             for group in opt.param_groups:
                 group["lr"] = one_cycle(min(done, 1.0), model.config.lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if adversarial_on:  # then D, on the same real images and reconstructions (after the autoencoder's step:
+                # its backward pass needed D's weights as they were)
+                loss_d = d_loss_fn(disc(x).flatten(), disc(x_hat.detach()).flatten())
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                history["loss_d"].append(loss_d.item())
+                history["adv_weight"].append(float(weight))
             step += 1
             for key, value in (("loss", loss), ("recon", recon), ("kl", kl)):
                 history[key].append(value.item())

@@ -150,3 +150,29 @@ def test_shuffle_patches_keeps_every_patch_and_moves_them():
     assert blocks(x) == blocks(y)  # the same 2 × 2 patches (both channels together), in another order
     with pytest.raises(ValueError, match="divisible"):
         latent.shuffle_patches(torch.zeros(1, 3, 10, 10), grid=4)
+
+
+def test_autoencoder_with_a_patchgan_trains_both_and_balances_the_losses():
+    """adversarial > 0: a PatchDiscriminator trains beside the autoencoder after adversarial_start, with lesson 04's
+    hinge loss, weighted by VQGAN's adaptive weight; off by default (no discriminator, the lesson's losses)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 3, 16, 16, generator=g) * 2 - 1
+    ae = latent.KLAutoencoder(latent.AutoencoderConfig(image_shape=(3, 16, 16), width=8))
+    h = latent.train_autoencoder(ae, images, epochs=4, batch_size=8, progress_bar=False, adversarial=0.5,
+                                 adversarial_start=0.5)
+    assert len(h["loss_d"]) == len(h["adv_weight"]) == 4  # the second half of 8 steps
+    assert all(w > 0 for w in h["adv_weight"]) and all(torch.isfinite(torch.tensor(h["loss"])))
+    plain = latent.train_autoencoder(latent.KLAutoencoder(latent.AutoencoderConfig(image_shape=(3, 16, 16), width=8)),
+                                     images, epochs=1, batch_size=8, progress_bar=False)
+    assert "loss_d" not in plain
+    assert latent.PatchDiscriminator(3)(images).shape == (16, 16)  # 16 × 16 images: 4 × 4 patches
+    with pytest.raises(ValueError, match="adversarial"):
+        latent.train_autoencoder(ae, images, epochs=1, adversarial=-1)
+    with pytest.raises(ValueError, match="Valid losses"):
+        latent.train_autoencoder(ae, images, epochs=1, adversarial=1, adversarial_loss="wasserstein")
+
+
+def test_adaptive_weight_is_the_ratio_of_gradient_norms():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    recon, adv = (3 * w).sum(), (w ** 2).sum()  # gradients (3, 3) and (2, 4): norms √18 and √20
+    assert torch.allclose(latent.adaptive_weight(recon, adv, w), torch.tensor((18 / 20) ** 0.5), atol=1e-4)
