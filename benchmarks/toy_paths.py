@@ -24,17 +24,15 @@ from genimg_course import scores
 Z_SEED, N = 1, 64  # lesson 06's 64 starting points, torch.randn(64, 2) with seed 1
 
 
-def path_with(z: torch.Tensor, field, steps: int = 50) -> torch.Tensor:
-    """scores.trajectories' DDIM on DDPM's path, with field(i, x, t) giving ε at step i (exact or learned)."""
-    times = [int(k) for k in torch.linspace(scores.T, 0, steps + 1).round().long()[:-1] - 1]
-    x, points = z.clone(), [z.clone()]
-    for i, t in enumerate(times):
-        eps = field(i, x, t)
-        a_t, b_t = scores.path("eps", t)
-        a_s, b_s = scores.path("eps", times[i + 1]) if i + 1 < len(times) else (1.0, 0.0)
-        x = a_s * ((x - b_t * eps) / a_t).clamp(-scores.CLIP, scores.CLIP) + b_s * eps
-        points.append(x.clone())
-    return torch.stack(points)
+def exact_first(k: int, learned):
+    """ε for ``scores.trajectories``: the exact field in the first k steps of a path, ``learned`` after (the
+    trajectory calls its output once per step, in order)."""
+    calls = []
+
+    def output(x, t):
+        calls.append(t)
+        return scores.exact_output("eps", x, t) if len(calls) <= k else learned(x, t)
+    return output
 
 
 def main() -> int:
@@ -70,8 +68,8 @@ def main() -> int:
             p = scores.trajectories(o, lambda x, t, o=o: scores.learned_output(toy[o], o, x, t), z, steps=50)
             row[f"straightness_{o}"] = float(scores.straightness(p).median())
         for k in (1, 5, 10):  # the exact ε in the first k of 50 steps, the learned one after
-            p = path_with(z, lambda i, x, t, k=k: scores.exact_output("eps", x, t) if i < k
-                          else scores.learned_output(toy["eps"], "eps", x, t))
+            p = scores.trajectories("eps", exact_first(k, lambda x, t: scores.learned_output(toy["eps"], "eps", x, t)),
+                                    z, steps=50)
             row[f"straightness_eps_exact_first_{k}"] = float(scores.straightness(p).median())
         rec["learned"].append(row)
     print(json.dumps(rec, indent=1))

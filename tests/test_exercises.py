@@ -379,6 +379,8 @@ WRONG.update({
             (xh - x).abs().mean(), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean()),
         "reconstruction detached": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
             F.mse_loss(xh.detach(), x), 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean()),
+        "μ detached in the KL": lambda x, xh, mu, lv, b: (lambda r, k: (r + b * k, r, k))(
+            F.mse_loss(xh, x), 0.5 * (mu.detach().pow(2) + lv.exp() - 1 - lv).mean()),
         "only the loss": lambda x, xh, mu, lv, b: latent.kl_autoencoder_loss(x, xh, mu, lv, b)[0],
     },
     "nn_ratio": {

@@ -39,27 +39,31 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small tensors
 DEV = "an oracle of the dev extra, not a course dependency: pip install -e '.[dev]'"
 
 
+def _oracle(module: str, library: str):
+    return pytest.importorskip(module, reason=f"{library} is {DEV}")
+
+
 @pytest.fixture(scope="module")
 def S():
     """diffusers' schedulers (dev extra)."""
-    return pytest.importorskip("diffusers.schedulers", reason=f"diffusers is {DEV}")
+    return _oracle("diffusers.schedulers", "diffusers")
 
 
 @pytest.fixture(scope="module")
 def ddim_module():
     """diffusers' DDIM module, for its ``rescale_zero_terminal_snr`` and ``betas_for_alpha_bar`` (dev extra)."""
-    return pytest.importorskip("diffusers.schedulers.scheduling_ddim", reason=f"diffusers is {DEV}")
+    return _oracle("diffusers.schedulers.scheduling_ddim", "diffusers")
 
 
 @pytest.fixture(scope="module")
 def isc():
     """torch-fidelity's Inception Score module (dev extra)."""
-    return pytest.importorskip("torch_fidelity.metric_isc", reason=f"torch-fidelity is {DEV}")
+    return _oracle("torch_fidelity.metric_isc", "torch-fidelity")
 
 
 @pytest.fixture(scope="module")
 def imagehash():
-    return pytest.importorskip("imagehash", reason=f"imagehash is {DEV}")
+    return _oracle("imagehash", "imagehash")
 
 
 def _gen(seed=0):

@@ -58,8 +58,10 @@ def kl_autoencoder_loss(t: Tester, fn):
             t.passed += 1
     t.gradient(lambda *a: fn(*a)[0], (x, x_hat, mu, logvar, beta), 1, lambda *a: latent.kl_autoencoder_loss(*a)[0],
                input=where + ", x_hat requiring grad", what="x_hat (the decoder's output)")
-    t.gradient(lambda *a: fn(*a)[0], (x, x_hat, mu, logvar, beta), 3, lambda *a: latent.kl_autoencoder_loss(*a)[0],
-               input=where + ", logvar requiring grad", what="logvar (the encoder's output)")
+    for wrt, what in ((2, "mu"), (3, "logvar")):  # both of the encoder's outputs
+        t.gradient(lambda *a: fn(*a)[0], (x, x_hat, mu, logvar, beta), wrt,
+                   lambda *a: latent.kl_autoencoder_loss(*a)[0], input=f"{where}, {what} requiring grad",
+                   what=f"{what} (the encoder's output)")
 
 
 @exercise(lesson="07_your_images", points=2, reference=latent.latent_normalisation)
