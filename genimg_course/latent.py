@@ -340,12 +340,13 @@ class LatentFlow(nn.Module):
 def train_latent_flow(model: LatentFlow, images: torch.Tensor, ae_epochs: int, flow_epochs: int,
                       labels: torch.Tensor | None = None, batch_size: int = 32, device="cpu", seed: int = 0,
                       ae_seconds: float | None = None, flow_seconds: float | None = None, flip: bool = True,
-                      progress_bar: bool = True) -> dict:
-    """Stage 1: the autoencoder. Stage 2: encode every image (and its mirror image, with ``flip``), set the
-    normalisation from those latents, train the flow on them. Returns the two histories and the timings."""
+                      progress_bar: bool = True, adversarial: float = 0.0) -> dict:
+    """Stage 1: the autoencoder (with ``adversarial`` > 0, ``train_autoencoder``'s PatchGAN term, hinge loss, from
+    half-way). Stage 2: encode every image (and its mirror image, with ``flip``), set the normalisation from those
+    latents, train the flow on them. Returns the two histories and the timings."""
     start = time.perf_counter()
     ae = train_autoencoder(model.autoencoder, images, ae_epochs, batch_size, device, seed, ae_seconds, flip,
-                           progress_bar)
+                           progress_bar, adversarial=adversarial)
     ae_time = time.perf_counter() - start
     data = torch.cat([images, images.flip(-1)]) if flip else images
     ys = None if labels is None or not model.config.n_classes else (
