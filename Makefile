@@ -24,8 +24,9 @@ $(BIN)/genimg: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,nbgrader]"
 	touch $(BIN)/genimg
 
-lab: $(BIN)/genimg  ## create .venv, install the course, start JupyterLab in notebooks/
-	cd notebooks && ../$(BIN)/jupyter lab $(ROOT_FLAG) $(ARGS)
+lab: $(BIN)/genimg  ## create .venv, install the course, copy new lessons into mywork/ (never over yours), start JupyterLab there
+	$(BIN)/genimg workspace
+	cd mywork && ../$(BIN)/jupyter lab $(ROOT_FLAG) $(ARGS)
 
 test: unit nbval  ## the whole suite: unit tests, then every notebook under nbval (profile ci)
 

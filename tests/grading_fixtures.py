@@ -129,6 +129,9 @@ def build_all(folder: Path) -> dict[str, Path]:
     md.cells[idx] = nbformat.v4.new_markdown_cell(md.cells[idx].source)
     add("markdown", md)
     add("otherlesson", solved_submission("02_mlp_generator"), name="02_mlp_generator.ipynb")
+    # --- issue 32: notebooks that pass in the student's kernel and not in a fresh one (genimg check predicts them) ---
+    for student, nb in kernel_cases(a).items():
+        add(student, nb)
     changed = solved_submission()
     check_cell = next(c for c in changed.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "check_normalize")
     check_cell.source = "normalize = normalize  # I skipped the check"
@@ -157,6 +160,47 @@ def build_all(folder: Path) -> dict[str, Path]:
                                      "while True:\n    pass\n"))
     add("overflow", solved_submission(normalize=a["normalize"] + "\n" + C_STACK_OVERFLOW))
     return cases
+
+
+def as_run(nb, passed: dict[str, bool], first: tuple[str, ...] = ()) -> nbformat.NotebookNode:
+    """``nb`` as a student's kernel would save it: execution counts top to bottom (the answer cells of ``first``
+    ran before all the others), and each check cell's output saying passed or failed as ``passed`` says."""
+    from genimg_course.course import checks
+    from genimg_course.course.exercises import EXERCISES
+
+    checks.load_all()
+    counter = iter(range(1, 10**6))
+    early = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in first]
+    for cell in early + [c for c in nb.cells if c.cell_type == "code" and c not in early]:
+        cell.execution_count = next(counter)
+        cell.outputs = []
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        name = grade_id[len("check_"):]
+        if grade_id.startswith("check_") and name in passed:
+            points = EXERCISES[name].points
+            text = (f"✅ {name}: all 5 tests passed ({points} point{'s' * (points != 1)}).\n" if passed[name] else
+                    f"❌ {name}: 2 of 5 tests failed.\n")
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    return nb
+
+
+def kernel_cases(a: dict[str, str]) -> dict[str, nbformat.NotebookNode]:
+    """Submissions whose saved outputs say every check passed (or, stale, what the kernel saw before the last save)
+    but that a fresh, top-to-bottom run grades otherwise."""
+    everything = dict.fromkeys(a, True)
+    # gray_world uses GAIN, set by a cell since deleted
+    deleted = solved_submission(gray_world=a["gray_world"].replace(
+        "mu = mu_c.mean(dim=-3, keepdim=True)", "mu = mu_c.mean(dim=-3, keepdim=True) * GAIN"))
+    # gray_world uses a helper that normalize's (later) answer cell defines; that cell ran first
+    helper = "\n\n\ndef channel_means(x):\n    return x.mean(dim=(-2, -1), keepdim=True)\n"
+    order = solved_submission(gray_world=a["gray_world"].replace("mu_c = x.mean(dim=(-2, -1), keepdim=True)",
+                                                                 "mu_c = channel_means(x)"),
+                              normalize=a["normalize"] + helper)
+    # the wrong gray_world was saved; the kernel then ran the right one, never saved
+    stale = solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x * 1.0\n")
+    return {"deleted_variable": as_run(deleted, everything),
+            "out_of_order": as_run(order, everything, first=("normalize",)),
+            "stale_save": as_run(stale, {**everything, "gray_world": False})}
 
 
 # A C stack overflow in CPython 3.11+: repr of a list nested a million deep, the recursion limit raised to allow it.

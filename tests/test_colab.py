@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -56,7 +57,7 @@ def run_cell(monkeypatch, importable: bool, versions: dict[str, str], source: st
 
 def test_the_cell_is_short_stdlib_only_and_names_the_repository():
     source = lessons.bootstrap_source()
-    assert source.startswith(lessons.BOOTSTRAP_MARK) and len(source.splitlines()) <= 40
+    assert source.startswith(lessons.BOOTSTRAP_MARK) and len(source.splitlines()) <= 48
     assert repr(lessons.COURSE_REQUIREMENT) in source
     assert lessons.COURSE_REQUIREMENT == f"genimg-course @ git+https://github.com/{lessons.REPOSITORY}@{lessons.BRANCH}"
     assert " -e" not in source and "editable" not in source.replace("non-editable", "")
@@ -66,9 +67,20 @@ def test_the_cell_is_short_stdlib_only_and_names_the_repository():
 
 
 def test_importable_course_runs_nothing(monkeypatch):
+    for name in ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL"):
+        monkeypatch.delenv(name, raising=False)
     calls, _, out = run_cell(monkeypatch, importable=True, versions=TORCH_VERSIONS)
     assert calls == []
     assert out == "genimg_course is installed: nothing to do\n"
+
+
+def test_on_binder_the_first_cell_says_how_to_keep_the_work(monkeypatch):
+    for name in ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BINDER_LAUNCH_HOST", "https://mybinder.org/")
+    _, _, out = run_cell(monkeypatch, importable=True, versions=TORCH_VERSIONS)
+    assert out.splitlines()[0] == "genimg_course is installed: nothing to do"
+    assert "Binder deletes this session" in out and "File → Download" in out
 
 
 def test_torch_in_range_is_kept_as_a_constraint(monkeypatch):
@@ -108,20 +120,22 @@ def test_upper_bounds_and_prereleases(monkeypatch):
 
 
 # ------------------------------------------------------------------ in a real kernel
-def _wheel(folder: Path, name: str, module: str) -> Path:
+def _wheel(folder: Path, name: str, module: str, version: str = "0.1", requires: tuple[str, ...] = ()) -> Path:
     """A minimal pure-Python wheel (no build step, no network)."""
     init = ("from importlib.metadata import version\n\n"  # like genimg_course: the version from its installed metadata
             f"__version__ = version({name!r})\n\n\ndef hello():\n    return 'hello from the same kernel'\n")
     name = name.replace("-", "_")  # the wheel's file name and .dist-info use the normalised name
+    info = f"{name}-{version}.dist-info"
     files = {f"{module}/__init__.py": init,
-             f"{name}-0.1.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n",
-             f"{name}-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
         record.append(f"{path},sha256={digest},{len(text.encode())}")
-    files[f"{name}-0.1.dist-info/RECORD"] = "\n".join(record + [f"{name}-0.1.dist-info/RECORD,,"]) + "\n"
-    wheel = folder / f"{name}-0.1-py3-none-any.whl"
+    files[f"{info}/RECORD"] = "\n".join(record + [f"{info}/RECORD,,"]) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         for path, text in files.items():
             z.writestr(path, text)
@@ -137,6 +151,15 @@ def _source_tree(folder: Path, name: str, module: str) -> Path:
     return folder
 
 
+def _fresh_venv(venv: Path) -> str:
+    """A new, empty virtual environment that sees this one's packages (ipykernel, pip, torch) read-only; its purelib."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "_course_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return purelib
+
+
 @pytest.fixture
 def fresh_kernel(tmp_path):
     """A kernel in a new, empty virtual environment that sees this one's packages (ipykernel, pip, torch) read-only."""
@@ -144,10 +167,7 @@ def fresh_kernel(tmp_path):
     from jupyter_client.manager import KernelManager
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "_course_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    purelib = _fresh_venv(venv)
     spec_dir = tmp_path / "kernels" / "fresh-runtime"
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
@@ -202,3 +222,42 @@ def test_the_cell_makes_the_course_importable_in_the_same_kernel(tmp_path, fresh
     assert "hello from the same kernel" in out and out.split()[-1].startswith(purelib)  # a normal install, in the venv
     out, errors = execute(cell)  # run again: now it does nothing
     assert out == "tiny_course_pkg is installed: nothing to do\n" and not errors
+
+
+# ------------------------------------------------------------------ a package the kernel had imported, replaced on disk
+def _install_after_importing_fakepkg_1(tmp_path: Path, course_requires: str) -> str:
+    """In a fresh runtime that has imported fakepkg 1.0, run the install cell on a local course wheel requiring
+    ``course_requires`` (pip offline: fakepkg 1.0 and 2.0 from a local folder); what the runtime printed."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    fakepkg_1 = _wheel(wheels, "fakepkg", "fakepkg", "1.0")
+    _wheel(wheels, "fakepkg", "fakepkg", "2.0")
+    course = _wheel(tmp_path, "tiny-course", "tiny_course_pkg", requires=(course_requires,))
+    venv = tmp_path / "venv"
+    _fresh_venv(venv)
+    python = str(venv / "bin" / "python")
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "PYTHONNOUSERSITE": "1", "PYTHONIOENCODING": "utf-8"}
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(fakepkg_1)], env=env, check=True, timeout=120)
+    cell = lessons.bootstrap_source(requirement=f"tiny-course @ {course.as_uri()}", module="tiny_course_pkg")
+    runtime = ("import fakepkg  # imported before the install cell, as a Colab kernel has numpy or PIL\n" + cell
+               + "\nimport importlib.metadata\nprint('live', fakepkg.__version__, 'disk', importlib.metadata.version('fakepkg'))\n")
+    done = subprocess.run([python, "-c", runtime], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_replaced_imported_package_asks_for_a_restart(tmp_path):
+    out = _install_after_importing_fakepkg_1(tmp_path, "fakepkg==2.0")
+    assert out.splitlines()[-1] == "live 1.0 disk 2.0", out  # the situation: the kernel runs 1.0, the disk has 2.0
+    restart = [line for line in out.splitlines() if "Restart" in line]
+    assert restart == ["Restart the session (Runtime → Restart session) and run this cell again: the install replaced "
+                       "fakepkg 1.0 (imported) with 2.0 (on disk), which this kernel cannot reload."], out
+    assert "no restart needed" not in out
+
+
+def test_no_restart_line_when_nothing_imported_was_replaced(tmp_path):
+    out = _install_after_importing_fakepkg_1(tmp_path, "fakepkg>=1.0")  # 1.0 satisfies it: pip leaves it alone
+    assert out.splitlines()[-1] == "live 1.0 disk 1.0", out
+    assert "installed tiny_course_pkg 0.1: no restart needed" in out
+    assert "Restart" not in out and "restart the session" not in out.lower(), out

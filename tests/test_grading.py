@@ -341,3 +341,96 @@ def test_every_lessons_solutions_get_full_points_where_only_their_definitions_ex
     for lesson, results in grade_answers(tmp_path, specs, wait=600).items():
         assert {name: r["status"] for name, r in results.items()} == {ex.name: "passed" for ex in exercises_for(lesson)}, \
             (lesson, results)
+
+
+# ----------------------------------------------------------------------------- issue 32: the check before hand-in
+HANDIN_CASES = ("full", "none", "wrong", "out_of_order", "stale_save", "deleted_variable")
+
+
+@pytest.fixture(scope="module")
+def handin(batch):
+    """``genimg check``'s prediction for each case: the CLI for two, the function (with the kernel's view of the
+    answers, as the lesson's cell passes it) for the rest; two of them without a course checkout (Colab)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genimg_course.course.handin import check_notebook, format_report
+
+    limits = grading.Limits(timeout_cell=15, timeout=45, memory=1500)
+    kernel = {"stale_save": {"gray_world": answer_sources()["gray_world"]},
+              "deleted_variable": {"__globals__": {"GAIN"}}}
+
+    def predict(student):
+        path = batch["cases"][student]
+        root = None if student in ("wrong", "stale_save") else ROOT  # None: no checkout above: rebuilt from the file
+        report = check_notebook(path, root, live=kernel.get(student), limits=limits)
+        return student, report, format_report(report, path)
+
+    with ThreadPoolExecutor(3) as pool:
+        return {s: (r, text) for s, r, text in pool.map(predict, HANDIN_CASES[2:])}
+
+
+@pytest.mark.parametrize("student", HANDIN_CASES[2:])
+def test_the_check_before_hand_in_predicts_the_graders_points(batch, handin, student):
+    report, text = handin[student]
+    graded = {e["exercise"]: (e["status"], e["points"]) for e in batch["results"][student]["exercises"]}
+    predicted = {e.exercise: (e.status, e.points) for e in report.result.exercises}
+    assert predicted == graded, text
+    assert f"total: {total(batch, student):g} / {MAX} points" in text
+
+
+@pytest.mark.parametrize("student, words", [
+    ("out_of_order", ["uses `channel_means`, defined only in a later answer cell (cell 29, `normalize`)",
+                      "cells out of order: cell 27 ran as [18], after cell 29 below it ran as [1]",
+                      "saved output of check.gray_world says it passed, but a fresh run"]),
+    ("deleted_variable", ["uses `GAIN`, which no cell of the saved notebook defines (your kernel still has it)",
+                          "saved output of check.gray_world says it passed"]),
+    ("stale_save", ["the saved file's `gray_world` is not the one your kernel ran: you edited it after the last save"]),
+    ("wrong", ["❌ gray_world        0 / 2  failed: "])])
+def test_the_check_says_why_a_fresh_run_differs_from_the_kernel(handin, student, words):
+    text = handin[student][1]
+    for w in words:
+        assert w in text, text
+    assert "Ready to hand in" not in text
+    if student == "wrong":  # nothing the kernel would have seen otherwise: only the check's own message
+        assert "↳" not in text and "note:" not in text, text
+
+
+def test_genimg_check_full_and_none(batch, capsys):
+    code = main(["check", str(batch["cases"]["full"]), "--root", str(ROOT), "--timeout-cell", "15", "--timeout", "45"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"total: {MAX} / {MAX} points" in out and "Ready to hand in." in out, out
+    code = main(["check", str(batch["cases"]["none"]), "--root", str(ROOT), "--timeout-cell", "15", "--timeout", "45"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"total: 0 / {MAX} points" in out and out.count("not attempted") == len(exercises_for(LESSON))
+    assert [(e["status"], e["points"]) for e in batch["results"]["none"]["exercises"]] == \
+        [("not attempted", 0)] * len(exercises_for(LESSON))
+
+
+def test_genimg_check_bad_input(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "nothing.ipynb")]) == 2
+    assert "no such notebook" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("hi")
+    assert main(["check", str(tmp_path / "notes.txt")]) == 2
+    assert "not a notebook" in capsys.readouterr().err
+
+
+def test_static_reading_of_a_saved_notebook():
+    from genimg_course.course import handin
+
+    assert handin.used_globals("import torch\nK = 2\n\ndef f(x, e=E0):\n    y = h(x) * K + torch.ones(1)\n"
+                               "    return [a for a in y if a > M]\nprint(f)\n") == {"E0", "h", "M"}
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("a", execution_count=n) for n in (1, 2, 5, 3, 4)])
+    assert handin.out_of_order(nb) == [(2, 5, 3, 3), (2, 5, 4, 4)]
+    nb.cells[2].execution_count = None  # never run (or cleared): not an order
+    assert handin.out_of_order(nb) == []
+    assert handin.saved_check_status(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "check.f(f)", outputs=[nbformat.v4.new_output("stream", text="❌ f: 1 of 2 tests failed.")])]), "f") == "failed"
+
+
+def test_the_lessons_cell_does_nothing_in_the_grader(monkeypatch, capsys):
+    from genimg_course.course import handin
+
+    monkeypatch.setenv("GENIMG_GRADING", "1")
+    assert handin.before_hand_in("01_preprocessing.ipynb") is None
+    assert "skipped" in capsys.readouterr().out
+    assert grading.grading_env()["GENIMG_GRADING"] == "1"

@@ -83,7 +83,7 @@ def test_build_inserts_and_refreshes_the_install_cell(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "solutions/03_vae.ipynb (install cell missing)" in out
     assert "notebooks/03_vae.ipynb (install cell stale)" in out
-    assert main(["notebooks", "--root", str(root)]) == 0
+    assert main(["notebooks", "--force", "--root", str(root)]) == 0  # --force: the student notebook was edited
     assert main(["notebooks", "--check", "--root", str(root)]) == 0
     for path in (solution, student):
         nb = nbformat.read(path, as_version=4)
@@ -119,7 +119,8 @@ def test_check_detects_a_stale_notebook(tmp_path, capsys):
     assert main(["notebooks", "--check", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "01_preprocessing.ipynb (out of date)" in out and "99_orphan.ipynb" in out
-    assert main(["notebooks", "--root", str(tmp_path)]) == 0  # rebuild fixes the stale one ...
+    assert main(["notebooks", "--root", str(tmp_path)]) == 1  # edited by hand: not written over (test_workspace)
+    assert main(["notebooks", "--force", "--root", str(tmp_path)]) == 0  # --force fixes the stale one ...
     assert main(["notebooks", "--check", "--root", str(tmp_path)]) == 1  # ... but never deletes a file
 
 

@@ -57,19 +57,35 @@ def cmd_notebooks(args) -> int:
 
     try:
         root = Path(args.root) if args.root else find_course_root()
-        changes = build(root, check=args.check)
+        changes = build(root, check=args.check, force=args.force)
     except (BuildError, FileNotFoundError) as err:
         print(f"genimg notebooks: {err}", file=sys.stderr)
         return 2
+    refused = [change for change in changes if change.refused]
     for change in changes:
-        verb = "differs" if args.check else "wrote"
-        print(f"{verb}: {change.path.relative_to(root)} ({change.why})")
+        if not change.refused:
+            verb = "differs" if args.check else "wrote"
+            print(f"{verb}: {change.path.relative_to(root)} ({change.why})")
     if args.check and changes:
         print("notebooks/ is not what solutions/ builds: run `genimg notebooks` (or `make notebooks`) "
               "and commit the result.", file=sys.stderr)
         return 1
+    for change in refused:
+        print(f"genimg notebooks: {change.path.relative_to(root)} {change.why}. Run 'genimg workspace' to keep "
+              "your work in mywork/, or pass --force to overwrite it.", file=sys.stderr)
+    if refused:
+        return 1
     if not changes:
         print("notebooks/ and solutions/ are up to date.")
+    return 0
+
+
+def cmd_workspace(args) -> int:
+    """Create or update the student's working folder (default mywork/) from notebooks/; never overwrite in it."""
+    from genimg_course.course.workspace import find_course_root, sync  # no nbformat: make lab starts at once
+
+    root = Path(args.root) if args.root else find_course_root()
+    print(sync(root, args.dir).text())
     return 0
 
 
@@ -428,6 +444,19 @@ def cmd_grade(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_check(args) -> int:
+    """Grade one saved notebook as ``genimg grade`` would and say what would cost points; exit 0 only for full marks
+    with nothing to fix."""
+    from genimg_course.course.grading.grader import Limits
+    from genimg_course.course.handin import check_notebook, format_report
+
+    limits = Limits(timeout_cell=args.timeout_cell, timeout=args.timeout, memory=args.memory)
+    print(f"Grading the saved {Path(args.notebook).name} in a fresh kernel...", file=sys.stderr, flush=True)
+    report = check_notebook(args.notebook, Path(args.root) if args.root else None, limits=limits)
+    print(format_report(report, args.notebook))
+    return 0 if report.full_marks and not any(report.costs.values()) and not report.warnings else 1
+
+
 # genimg_course.zoo.MODELS's names, here so that the parser needs no torch (a test compares the two)
 MODEL_NAMES = ("mlp-ae", "mlp-mmd", "vae", "conv-vae", "dcgan", "cgan", "ddpm", "flow", "cddpm", "cflow",
                "latent-flow")
@@ -482,8 +511,17 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("notebooks", help="build the student notebooks/ from solutions/")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if notebooks/ is out of date")
+    p.add_argument("--force", action="store_true",
+                   help="also write over student notebooks edited since genimg notebooks wrote them")
     p.add_argument("--root", help="the course folder (default: the nearest folder holding solutions/)")
     p.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser("workspace", help="your working copies of the lessons, in mywork/: copies the lessons you "
+                                         "do not have yet, never writes over yours")
+    p.add_argument("--dir", default="mywork", help="the working folder, relative to the course folder "
+                                                   "(default: mywork)")
+    p.add_argument("--root", help="the course folder (default: the nearest folder holding solutions/)")
+    p.set_defaults(func=cmd_workspace)
 
     p = sub.add_parser("train", help="train a model; writes DIR/model.pt, DIR/history.json, DIR/samples.png")
     p.add_argument("model", choices=MODEL_NAMES, help="the model family")
@@ -543,6 +581,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-tests", help="a Python file of instructor-only tests: def test_EXERCISE(fn): ...")
     p.add_argument("--root", help="the course folder holding notebooks/ (default: found from here)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("check", help="before handing in: grade your saved notebook as `genimg grade` will and say "
+                                     "what would cost points")
+    p.add_argument("notebook", help="your notebook, e.g. mywork/03_vae.ipynb (the saved file is what is graded)")
+    p.add_argument("--timeout-cell", type=int, default=60, help="seconds per cell (default 60, as genimg grade)")
+    p.add_argument("--timeout", type=int, default=300, help="seconds per notebook (default 300, as genimg grade)")
+    p.add_argument("--memory", type=int, default=2048, help="MB of memory (default 2048, as genimg grade)")
+    p.add_argument("--root", help="the course folder holding notebooks/ (default: found from the notebook's folder)")
+    p.set_defaults(func=cmd_check)
 
     args = parser.parse_args(argv)
     args.argv = ["genimg", *(sys.argv[1:] if argv is None else argv)]  # recorded with what a command writes

@@ -181,12 +181,22 @@ COURSE, MODULE = $requirement, $module
 KEEP = $ranges  # [low, high): a torch in range is kept
 if importlib.util.find_spec(MODULE):
     print(f"{MODULE} is installed: nothing to do")
+    if os.environ.get("BINDER_LAUNCH_HOST") or os.environ.get("BINDER_REPO_URL"):  # set by mybinder.org
+        print("Binder deletes this session and its files after ~10 idle minutes or when the tab closes: keep your "
+              "answers with File → Download before you leave.")
 else:
+    def version(dist):  # the version installed on disk now; None when it cannot be told
+        try:
+            return md.version(dist)
+        except Exception:
+            return None
+    # pip may replace a package this kernel has already imported (numpy, PIL...): the kernel would go on with the
+    # old code next to the new files, which breaks in odd ways. So note their versions now, and compare after.
+    dists = md.packages_distributions()  # import name -> distributions, e.g. PIL -> Pillow
+    imported = {(m, d): version(d) for m in list(sys.modules) if "." not in m for d in dists.get(m, ())}
     pins = []
     for name, (low, high) in KEEP.items():
-        try:
-            have = md.version(name)
-        except md.PackageNotFoundError:
+        if not (have := version(name)):
             continue
         v = tuple(int(x) for x in re.findall(r"\\d+", have.split("+")[0])[:3])
         if v >= low and (high is None or v < high):
@@ -204,7 +214,13 @@ else:
     for d in site.getsitepackages() + [site.getusersitepackages()]:
         if os.path.isdir(d) and d not in sys.path:
             sys.path.append(d)
-    print(f"installed {MODULE} {importlib.import_module(MODULE).__version__}: no restart needed")''')
+    replaced = [f"{m} {was} (imported) with {now} (on disk)" for (m, d), was in imported.items()
+                if was and (now := version(d)) not in (None, was)]
+    if replaced:
+        print("Restart the session (Runtime → Restart session) and run this cell again: the install replaced",
+              ", ".join(replaced) + ", which this kernel cannot reload.")
+    else:
+        print(f"installed {MODULE} {importlib.import_module(MODULE).__version__}: no restart needed")''')
 
 
 def torch_ranges() -> dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]]:
@@ -232,7 +248,10 @@ def bootstrap_source(requirement: str = COURSE_REQUIREMENT, module: str = "genim
     When ``module`` imports, it prints one line. Otherwise it pip-installs ``requirement`` *non-editable* (an
     editable install is only seen by a new process), keeps a torch/torchvision already inside the course's
     range by passing the installed version as a pip constraint, then makes the package importable in the
-    same kernel. Tests pass a local ``requirement`` and ``module`` to run it without a network.
+    same kernel. When the install replaced on disk a package the kernel had already imported (numpy, PIL...: the
+    versions, from ``importlib.metadata``, of the top-level modules of ``sys.modules`` before pip, against after),
+    it prints one line asking for a restart instead. Tests pass a local ``requirement`` and ``module`` to run it
+    without a network.
     """
     return _BOOTSTRAP.substitute(mark=BOOTSTRAP_MARK, requirement=repr(requirement), module=repr(module),
                                  ranges=repr(torch_ranges()))

@@ -19,40 +19,39 @@ rewritten from ``genimg_course/registry/`` (``prose.fill``). README.md's lesson 
 ``<!-- lessons:begin -->`` and ``<!-- lessons:end -->``) is rewritten from ``lessons.LESSONS``.
 ``--check`` writes nothing and reports every file that differs.
 
+``notebooks/.genimg-built.json`` (committed) records the sha256 of the text written to each student notebook. A
+notebook whose text no longer matches it was edited after the build (a student's answers?): it is not written
+over (``Change.refused``) unless ``force``; ``genimg workspace`` keeps such work in ``mywork/``. A notebook with no
+entry yet is written as before. ``--check`` also reports a manifest that does not match what it would write.
+
 Nothing here imports torch: the exercises' names and points are read from the checks modules' source.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from genimg_course.course import lessons, prose
+from genimg_course.course import lessons, prose, workspace
+# stdlib-only helpers shared with `genimg workspace` (which does not import nbformat, so that it starts at once)
+from genimg_course.course.workspace import BUILT_MANIFEST, file_sha256, find_course_root, text_sha256  # noqa: F401
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 DEF_RE = re.compile(r"^def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
 CHECK_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
+EDITED = "differs from what genimg notebooks wrote last time (your edits?): not overwritten"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 NBGRADER_SCHEMA = 3
 
 
 class BuildError(ValueError):
     """A solution notebook breaks the exercise format; the message names the file and cell."""
-
-
-def find_course_root(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` that holds ``solutions/``."""
-    start = (start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "solutions").is_dir():
-            return folder
-    raise FileNotFoundError(f"No 'solutions/' folder at or above {start}; run this from the course folder "
-                            "or pass --root.")
 
 
 def strip_solutions(source: str, where: str = "") -> str:
@@ -181,6 +180,22 @@ def with_claims(nb: nbformat.NotebookNode, registry: dict, name: str = "") -> nb
 class Change:
     path: Path
     why: str
+    refused: bool = False  # not written: the file was edited since genimg notebooks wrote it (see ``force``)
+
+
+def read_built(students: Path) -> dict[str, str]:
+    """``notebooks/.genimg-built.json``: {notebook name: sha256 of the text genimg notebooks last wrote}; {} when
+    there is none; BuildError naming the file when it is damaged."""
+    try:
+        return workspace.read_built(students)
+    except ValueError as err:
+        raise BuildError(str(err)) from None
+
+
+def built_manifest_text(built: dict[str, str]) -> str:
+    about = ("written by `genimg notebooks`: the sha256 of each student notebook as it wrote it; it will not "
+             "write over a notebook that differs (edited by hand). Do not edit.")
+    return json.dumps({"about": about, "notebooks": dict(sorted(built.items()))}, indent=1) + "\n"
 
 
 def claim_drift(path: Path, wanted: str) -> list[str]:
@@ -220,9 +235,13 @@ def _why_stale(path: Path, student: bool, wanted: str | None = None) -> str:
     return "out of date" if student else "has outputs or metadata to clean"
 
 
-def build(root: Path, check: bool = False) -> list[Change]:
-    """Write (or, with ``check``, only compare) ``notebooks/``, the cleaned ``solutions/`` and README's lesson
-    table (when ``root`` has a README.md)."""
+def build(root: Path, check: bool = False, force: bool = False) -> list[Change]:
+    """Write (or, with ``check``, only compare) ``notebooks/``, the cleaned ``solutions/``, README's lesson
+    table (when ``root`` has a README.md) and ``notebooks/.genimg-built.json``.
+
+    A student notebook that differs from what the manifest says was written last time is not written over
+    (its Change has ``refused=True``) unless ``force``.
+    """
     solutions, students = root / "solutions", root / "notebooks"
     sources = sorted(solutions.glob("*.ipynb"))
     if not sources:
@@ -254,9 +273,25 @@ def build(root: Path, check: bool = False) -> list[Change]:
             changes.append(Change(path, _why_stale(path, path.parent == students, text)))
     for extra in sorted(set(students.glob("*.ipynb")) - set(wanted)):
         changes.append(Change(extra, "has no solution in solutions/"))
-    if not check:
-        students.mkdir(exist_ok=True)
+    built = read_built(students) if not (check or force) else {}  # --check compares the text; --force ignores it
+    if built:
         for change in changes:
-            if change.path in wanted:
+            path = change.path
+            if (path.parent == students and path in wanted and path.name in built and path.is_file()
+                    and file_sha256(path) != built[path.name]):
+                change.why, change.refused = EDITED, True
+    new_built = {p.name: text_sha256(text) for p, text in wanted.items() if p.parent == students}
+    new_built.update({c.path.name: built[c.path.name] for c in changes if c.refused})  # still what was written
+    manifest, manifest_text = students / BUILT_MANIFEST, built_manifest_text(new_built)
+    if not manifest.exists():
+        changes.append(Change(manifest, "manifest of what genimg notebooks wrote: missing"))
+    elif manifest.read_text(encoding="utf-8") != manifest_text:
+        changes.append(Change(manifest, "manifest of what genimg notebooks wrote: "
+                                        + ("does not match notebooks/" if check else "updated")))
+    if not check:
+        wanted[manifest] = manifest_text
+        students.mkdir(exist_ok=True)
+        for change in changes:  # the manifest comes last: interrupted before it, the next build repairs it
+            if change.path in wanted and not change.refused:
                 change.path.write_text(wanted[change.path], encoding="utf-8")
     return changes

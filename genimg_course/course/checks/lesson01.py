@@ -12,6 +12,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from genimg_course import preprocess
+from genimg_course.course.handin import before_hand_in  # noqa: F401 (the lesson's last cell)
 from genimg_course.course.exercises import Tester, allclose, exercise, random_image as _image
 
 

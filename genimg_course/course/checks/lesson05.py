@@ -10,6 +10,7 @@ from __future__ import annotations
 
 
 from genimg_course import metrics
+from genimg_course.course.handin import before_hand_in  # noqa: F401 (the lesson's last cell)
 from genimg_course.course.exercises import Tester, allclose, describe, exercise
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from genimg_course import diffusion, scores
+from genimg_course.course.handin import before_hand_in  # noqa: F401 (the lesson's last cell)
 from genimg_course.course.exercises import Tester, allclose, compare_tensors, describe, equal, exercise
 
 
