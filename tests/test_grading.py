@@ -434,3 +434,21 @@ def test_the_lessons_cell_does_nothing_in_the_grader(monkeypatch, capsys):
     assert handin.before_hand_in("01_preprocessing.ipynb") is None
     assert "skipped" in capsys.readouterr().out
     assert grading.grading_env()["GENIMG_GRADING"] == "1"
+
+
+def test_the_lessons_last_cell_in_a_real_kernel_sees_an_unsaved_edit(tmp_path):
+    """The student's kernel ran the right gray_world; the file on disk still has the wrong one. The lesson's last
+    cell, run in that kernel, grades the saved file (5 / 7, as genimg grade would) and names the unsaved edit, for
+    gray_world alone (the other answers are the same code in the kernel and on disk)."""
+    from nbclient import NotebookClient
+
+    nbformat.write(solved_submission(gray_world="def gray_world(x, eps=1e-6):\n    return x * 1.0\n"),
+                   tmp_path / f"{LESSON}.ipynb")
+    ran = solved_submission()
+    assert "before_hand_in" in ran.cells[-1].source
+    env = {k: v for k, v in os.environ.items() if k != "GENIMG_GRADING"}
+    NotebookClient(ran, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+                   env=env).execute()
+    out = "".join(o.get("text", "") for o in ran.cells[-1].outputs)
+    assert f"total: 5 / {MAX} points" in out, out
+    assert out.count("is not the one your kernel ran") == 1 and "`gray_world` is not the one" in out, out

@@ -22,6 +22,7 @@ import inspect
 import os
 import re
 import symtable
+import textwrap
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,8 +130,13 @@ def function_source(source: str, name: str) -> str | None:
 
 
 def _same_code(a: str, b: str) -> bool:
-    norm = lambda s: "\n".join(line.rstrip() for line in inspect.cleandoc(s).splitlines() if line.strip())
-    return norm(a) == norm(b)
+    """Whether two function sources are the same code (comments, blank lines and layout aside)."""
+    def tree(s):
+        try:
+            return ast.dump(ast.parse(textwrap.dedent(s)))
+        except SyntaxError:
+            return s
+    return tree(a) == tree(b)
 
 
 # ----------------------------------------------------------------------------- the check
