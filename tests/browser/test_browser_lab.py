@@ -268,6 +268,11 @@ def test_lesson04_student_dashboard_and_check_feedback(lab, shutdown_kernels, pa
             f"cell {i} ({notebook.nb.cells[i].source.splitlines()[0]}): no 'not done yet' feedback:\n{text}"
     notebook.screenshot(checks[0], artifacts / "04_check_not_attempted.png")
 
+    # the lesson's last cell, the check before hand-in: nothing answered in the saved file, so it says so at once
+    handin = cell_index(notebook.nb, lambda s: s.startswith("check.before_hand_in("), "the check before hand-in")[0]
+    assert "No exercise is answered in the saved 04_gans.ipynb" in notebook.text(handin), notebook.text(handin)
+    notebook.screenshot(handin, artifacts / "04_before_hand_in.png")
+
     # the dashboards: one widget box per training cell, its images replaced several times during training
     changes = page.evaluate("() => window.__imageChanges")
     dashboards = cell_index(notebook.nb, lambda s: "TrainingDashboard(" in s, "with a training dashboard")
