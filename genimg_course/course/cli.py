@@ -437,7 +437,10 @@ def cmd_grade(args) -> int:
                           extra_tests=extra)
     print(summary_table(results))
     pages = len({r.student for r in results})
-    print(f"\nwrote {Path(args.out) / 'grades.csv'} and {pages} feedback page(s) in {Path(args.out) / 'feedback'}")
+    from genimg_course.course.grading.grader import grading_batch_paths
+
+    print(f"\nwrote {grading_batch_paths.get('grades', Path(args.out) / 'grades.csv')} and {pages} feedback page(s) "
+          f"in {Path(args.out) / 'feedback'}")
     failed = [r for r in results if not r.graded]
     if failed:
         print(f"{len(failed)} submission(s) could not be graded (see the table).", file=sys.stderr)

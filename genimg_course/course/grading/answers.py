@@ -195,11 +195,17 @@ def grade_answer(name: str, cells: list[dict], context: dict, expected: dict, fa
 
 
 # ----------------------------------------------------------------------------- the parent of the children
-def _run_child(task, timeout: float) -> dict:
-    """Fork, run ``task()`` in the child, and read its one JSON line; kill it after ``timeout`` seconds."""
+def _run_child(task, timeout: float, memory: float = float("inf")) -> dict:
+    """Fork, run ``task()`` in the child, and read its one JSON line; kill it and everything it started after
+    ``timeout`` seconds, or once its processes together use more than ``memory`` MB or number more than
+    ``sandbox.MAX_PROCESSES`` (``sandbox.Watchdog``, checked every ``sandbox.POLL_SECONDS``)."""
+    from genimg_course.course.grading import sandbox
+
+    watchdog = sandbox.Watchdog(memory)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: run the task, write the result, leave without running any cleanup
+        os.setpgid(0, 0)  # a process group of its own, killed as a whole
         os.close(read)
         try:
             result = task()
@@ -210,22 +216,25 @@ def _run_child(task, timeout: float) -> dict:
         finally:
             os._exit(0)
     os.close(write)
-    data, deadline, timed_out = b"", time.monotonic() + timeout, False
+    data, deadline, timed_out, over = b"", time.monotonic() + timeout, False, ""
     with os.fdopen(read, "rb", buffering=0) as pipe:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
                 break
-            ready, _, _ = select.select([pipe], [], [], left)
+            ready, _, _ = select.select([pipe], [], [], min(left, sandbox.POLL_SECONDS))
             if ready:
                 chunk = pipe.read(65536)
                 if not chunk:
                     break
                 data += chunk
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
+            elif over := watchdog.check(pid):
+                break
+    sandbox.kill_tree(pid)  # the child if still running, and whatever it started below it
     _, status = os.waitpid(pid, 0)
+    if over:
+        return {"status": "not graded", "message": f"while its tests ran, {over}"}
     if timed_out:
         return {"status": "not graded", "message": f"its tests ran past the time limit of {timeout:g} s "
                 "(an endless loop in the function?)"}
@@ -246,16 +255,21 @@ class Server:
     cost of importing torch is paid once per batch, not once per submission.
     """
 
-    def __init__(self, lesson: str, context: str, extra_tests: str | None, memory: int, workdir, env: dict):
+    def __init__(self, lesson: str, context: str, extra_tests: str | None, memory: int, workdir, env: dict,
+                 isolation=None):
         import subprocess
         import tempfile
         import threading
 
+        from genimg_course.course.grading import sandbox
+
         self.folder = Path(tempfile.mkdtemp(prefix="genimg-answers-", dir=workdir))
         spec = {"lesson": lesson, "context": context, "extra_tests": extra_tests, "memory": memory}
         (self.folder / "server.json").write_text(json.dumps(spec))
-        self.proc = subprocess.Popen([sys.executable, "-m", "genimg_course.course.grading.answers", "serve",
-                                      str(self.folder / "server.json")], cwd=self.folder, env=env,
+        argv = [sys.executable, "-m", "genimg_course.course.grading.answers", "serve", str(self.folder / "server.json")]
+        isolation = isolation or sandbox.detect()
+        self.proc = subprocess.Popen(sandbox.command(isolation, argv, [self.folder], self.folder), cwd=self.folder,
+                                     env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      start_new_session=True)  # its own process group: killed as a whole
         self.lock, self.count, self.ready = threading.Lock(), 0, None
@@ -358,7 +372,7 @@ def prepare(spec: dict) -> dict:
         EXERCISES[ex.name].evaluate(ex.reference, tester=tester)
         expected[ex.name] = tester.record
     kernel.take_fingerprint()
-    return {"context": context, "expected": expected, "extra": extra}
+    return {"context": context, "expected": expected, "extra": extra, "memory": spec["memory"]}
 
 
 def grade_request(setup: dict, job: dict) -> dict[str, dict]:
@@ -370,7 +384,7 @@ def grade_request(setup: dict, job: dict) -> dict[str, dict]:
         name = cell["exercise"]
         results[name] = _run_child(lambda: grade_answer(name, cells[: i + 1], setup["context"],
                                                         setup["expected"].get(name, {}), set(failed),
-                                                        setup["extra"]), job["timeout"])
+                                                        setup["extra"]), job["timeout"], setup["memory"])
         if results[name]["status"] != "passed":
             failed.add(name)
     return results

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import nbformat
 
+from genimg_course.course.grading import sandbox
 from genimg_course.course.grading.answers import Server, limit_memory
 # (summary_table and student_from_name: for the CLI and the tests, which know the grader as one module)
 from genimg_course.course.grading.reports import (ExerciseResult, SubmissionResult, summary_table,  # noqa: F401
@@ -57,6 +58,7 @@ SUSPICIOUS = {  # names whose use in an answer cell means "reaches into the grad
     "setprofile": "sys.setprofile", "settrace": "sys.settrace", "__closure__": "__closure__",
     "cell_contents": "a closure's cells", "__wrapped__": "__wrapped__", "__globals__": "__globals__",
 }
+grading_batch_paths: dict[str, Path] = {}  # where the last batch's grades.csv went (the CLI prints it)
 _RUNNING: set[int] = set()  # process groups of the workers now running (killed on Ctrl-C)
 
 # names under which the notebooks import the course's modules
@@ -309,7 +311,18 @@ def run_worker(spec_path: str) -> int:
 
     # startup_timeout: a kernel on a loaded machine (-j N on 2 cores) can take more than nbclient's 60 s to start,
     # and that is no fault of the student's (seen once in CI: every exercise 'not graded')
-    client = CappedClient(nb, timeout=spec["timeout_cell"], allow_errors=True, shutdown_kernel="immediate",
+    km = None
+    if spec.get("sandbox"):  # the kernel inside bubblewrap (sandbox.command), talking over Unix sockets (no network)
+        folder = Path(spec["kernel_dir"])
+        (folder / "spec" / "kernels" / "genimg-sandbox").mkdir(parents=True)
+        (folder / "spec" / "kernels" / "genimg-sandbox" / "kernel.json").write_text(json.dumps({
+            "argv": [*spec["sandbox"], sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "genimg grading sandbox", "language": "python"}))
+        os.environ["JUPYTER_PATH"] = str(folder / "spec")
+        km = AsyncKernelManager(kernel_name="genimg-sandbox", transport="ipc", ip=str(folder / "sockets" / "k"),
+                                connection_file=str(folder / "sockets" / "connection.json"))
+        (folder / "sockets").mkdir()
+    client = CappedClient(nb, km=km, timeout=spec["timeout_cell"], allow_errors=True, shutdown_kernel="immediate",
                           startup_timeout=max(180, spec["timeout_cell"]),
                           kernel_manager_class=AsyncKernelManager, kernel_name="python3",
                           interrupt_on_timeout=False, resources={"metadata": {"path": spec["cwd"]}})
@@ -390,7 +403,7 @@ class Limits:
 
 def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, expected: str | None = None,
                      extra_tests: str | None = None, workdir: Path | None = None,
-                     server: Server | None = None) -> SubmissionResult:
+                     server: Server | None = None, isolation: sandbox.Isolation | None = None) -> SubmissionResult:
     """Grade one notebook file; never raises for anything the file contains.
 
     ``server`` grades the answers (``answers.Server``, one per batch); without one, this submission starts
@@ -399,7 +412,7 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
     start = time.monotonic()
     result = SubmissionResult(student=student, path=str(path), notebook="", graded=False)
     try:
-        _grade_into(result, path, lessons, limits, expected, extra_tests, workdir, server)
+        _grade_into(result, path, lessons, limits, expected, extra_tests, workdir, server, isolation)
     except Exception as err:  # noqa: BLE001 - a case nobody foresaw: this submission alone is not graded
         result.graded, result.exercises = False, []
         result.notebook = result.notebook or expected or ""
@@ -410,7 +423,8 @@ def grade_submission(path: Path, student: str, lessons: dict, limits: Limits, ex
 
 
 def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Limits, expected: str | None,
-                extra_tests: str | None, workdir: Path | None, server: Server | None) -> None:
+                extra_tests: str | None, workdir: Path | None, server: Server | None,
+                isolation: sandbox.Isolation | None = None) -> None:
     from genimg_course.course.exercises import EXERCISES, exercises_for
 
     try:
@@ -437,19 +451,33 @@ def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Lim
     answers = {c.metadata.pop("genimg_answer"): (i, c.source) for i, c in enumerate(graded.cells)
                if "genimg_answer" in c.metadata}
     env = grading_env()
+    isolation = isolation or sandbox.detect()
     with tempfile.TemporaryDirectory(dir=workdir, prefix="genimg-grade-") as tmp:
         tmp = Path(tmp)
-        # 1. the whole notebook, for the feedback page
-        nb_path, results_path = tmp / f"{lesson}.ipynb", tmp / "results.json"
+        # 1. the whole notebook, for the feedback page. The kernel sees work/ (its notebook, its folder) and
+        # kernel/sockets; results.json and spec.json stay outside what the sandbox can reach
+        work, kernel_dir = tmp / "work", tmp / "kernel"
+        work.mkdir()
+        kernel_dir.mkdir()
+        nb_path, results_path = work / f"{lesson}.ipynb", tmp / "results.json"
         nbformat.write(graded, nb_path)
-        spec = {"notebook": str(nb_path), "results": str(results_path), "token": token, "cwd": str(tmp),
-                "timeout_cell": limits.timeout_cell, "timeout": limits.timeout, "memory": limits.memory}
+        spec = {"notebook": str(nb_path), "results": str(results_path), "token": token, "cwd": str(work),
+                "timeout_cell": limits.timeout_cell, "timeout": limits.timeout, "memory": limits.memory,
+                "kernel_dir": str(kernel_dir),
+                "sandbox": sandbox.command(isolation, [], [work, kernel_dir / "sockets"], work)
+                if isolation.sandboxed else None}
         (tmp / "spec.json").write_text(json.dumps(spec))
-        result.cell_errors += _run_process(["genimg_course.course.grading.grader", "worker", str(tmp / "spec.json")],
-                                           tmp, env, limits.timeout + 210 + SETUP_CELL_SECONDS)  # + the kernel's start-up and the set-up cell
+        problems = _run_process(["genimg_course.course.grading.grader", "worker", str(tmp / "spec.json")],
+                                tmp, env, limits.timeout + 210 + SETUP_CELL_SECONDS,  # + the kernel's start-up and set-up
+                                sandbox.Watchdog(limits.memory))
+        result.cell_errors += problems
         state = json.loads(results_path.read_text()) if results_path.exists() else {
             "results": {}, "errors": [], "outputs": {}, "stopped": "the notebook could not be started",
             "stopped_at": 0}
+        if problems and not state.get("stopped"):  # the watchdog stopped it: where it was, from what it had saved
+            state["stopped"] = "the notebook was stopped: " + "; ".join(problems)
+            done = [int(i) for i in state.get("outputs", {})]
+            state["stopped_at"] = max(done) + 1 if done else 0
         # 2. each answer alone, for the points: the cells the notebook ran past (a cell it stopped in is not)
         stop = state.get("stopped_at")
         reached = [ex.name for ex in exercises_for(lesson)
@@ -459,7 +487,7 @@ def _grade_into(result: SubmissionResult, path: Path, lessons: dict, limits: Lim
             cells = [{"exercise": n, "source": answers[n][1]} for n in reached]
             own = server is None  # graded alone (not in a batch): a server for this submission only
             server = server or Server(lesson, released_imports(lessons[lesson]), extra_tests, limits.memory, tmp,
-                                      grading_env())
+                                      grading_env(), isolation)
             try:
                 scored = server.grade(cells, [r.exercise for r in preset], limits.timeout_cell)
             finally:
@@ -497,22 +525,21 @@ def grading_env() -> dict:
             "GENIMG_GRADING": "1"}  # the lessons' last cell (handin.before_hand_in) does nothing in the grader
 
 
-def _run_process(module_args: list[str], cwd: Path, env: dict, watchdog: float) -> list[str]:
-    """Run ``python -m MODULE ARGS`` in a process group of its own; kill the whole group when it is done or
-    outlives ``watchdog`` seconds (the process enforces its own limits; this is the backstop)."""
+def _run_process(module_args: list[str], cwd: Path, env: dict, seconds: float,
+                 watchdog: sandbox.Watchdog | None = None) -> list[str]:
+    """Run ``python -m MODULE ARGS`` in a process group of its own; kill its whole tree when it is done, outlives
+    ``seconds`` (the process enforces its own limits; this is the backstop) or passes the ``watchdog``'s limits on
+    memory and processes, summed over the tree."""
     proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # its own process group
     _RUNNING.add(proc.pid)
     problems = []
     try:
-        proc.wait(timeout=watchdog)
-    except subprocess.TimeoutExpired:
-        problems.append("the grading process did not stop by itself and was killed")
+        why = sandbox.wait(proc, watchdog or sandbox.Watchdog(float("inf"), 10**9), seconds)
+        if why:
+            problems.append(why)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the process, its kernel and anything they started
-        except ProcessLookupError:
-            pass
+        sandbox.kill_tree(proc.pid)  # the process, its kernel and anything they started that is still below it
         proc.wait()
         _RUNNING.discard(proc.pid)
     return problems
@@ -566,13 +593,18 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
     results: list[SubmissionResult] = []
     before = course_fingerprint(root)
     running: dict = {}
-    server = Server(lesson, released_imports(lessons[lesson]), extra_tests, limits.memory, None, grading_env()) \
-        if lesson else None
+    # no submission may see the others, the gradebook, or the grader's folders of the others
+    hide = {Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent for p in paths}
+    hide |= {out.resolve(), Path(tempfile.gettempdir()).resolve()}
+    isolation = sandbox.detect(sorted(hide))
+    print(f"genimg grade: {isolation.line}", file=sys.stderr)
+    server = Server(lesson, released_imports(lessons[lesson]), extra_tests, limits.memory, None, grading_env(),
+                    isolation) if lesson else None
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {}
         for s, f in submissions:
             futures[pool.submit(_graded, grade_submission, running, f, s, lessons, limits, lesson, extra_tests,
-                                None, server)] = f
+                                None, server, isolation)] = f
         try:
             for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
                 results.append(future.result())
@@ -597,7 +629,7 @@ def grade_batch(paths: list[str], out: Path, root: Path, limits: Limits, jobs: i
         results.append(SubmissionResult(student=student, path=str(f), notebook=lesson or "", graded=False,
                                         problem=line))
     results.sort(key=lambda r: (r.student, r.path))
-    write_reports(results, out)
+    grading_batch_paths["grades"] = write_reports(results, out)
     return results
 
 

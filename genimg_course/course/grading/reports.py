@@ -7,6 +7,7 @@ import hashlib
 import html
 import json
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,9 +71,32 @@ def feedback_names(students: list[str]) -> dict[str, str]:
     return names
 
 
-def write_reports(results: list[SubmissionResult], out: Path) -> int:
-    """Write grades.csv, feedback/STUDENT.html and results.json; returns the number of feedback pages."""
-    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
+def writable_beside(path: Path) -> Path:
+    """``path`` if a file can be written there, else the first free ``STEM.N.SUFFIX`` beside it (``path`` turned
+    into a folder, or made read-only, by a submission without a sandbox), said in one line on stderr."""
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+        return path
+    except OSError as err:
+        for n in range(1, 1000):
+            other = path.with_name(f"{path.stem}.{n}{path.suffix}")
+            try:
+                with open(other, "x", encoding="utf-8"):
+                    pass
+            except OSError:
+                continue
+            print(f"genimg grade: {path} could not be written ({type(err).__name__}: {err.strerror}); wrote "
+                  f"{other} instead", file=sys.stderr)
+            return other
+        raise
+
+
+def write_reports(results: list[SubmissionResult], out: Path) -> Path:
+    """Write grades.csv, feedback/STUDENT.html and results.json; returns where grades.csv went (beside it when
+    it cannot be written: ``writable_beside``)."""
+    grades = writable_beside(out / "grades.csv")
+    with open(grades, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "notebook", "exercise", "points", "max_points", "status", "message"])
         for r in results:
@@ -82,17 +106,22 @@ def write_reports(results: list[SubmissionResult], out: Path) -> int:
             status = "graded" if r.graded and not r.problem else ("partly graded" if r.graded else "not graded")
             writer.writerow(map(_csv_cell, [r.student, r.notebook, "TOTAL", r.points, r.max_points, status,
                                             r.problem]))
-    (out / "feedback").mkdir(exist_ok=True)
+    feedback = out / "feedback"
+    if feedback.is_symlink() or (feedback.exists() and not feedback.is_dir()):  # a file (or a link) in its place
+        feedback = next(p for p in (out / f"feedback.{n}" for n in range(1, 1000)) if not p.exists())
+        print(f"genimg grade: {out / 'feedback'} is not a folder; wrote the feedback pages in {feedback}",
+              file=sys.stderr)
+    feedback.mkdir(exist_ok=True)
     by_student: dict[str, list[SubmissionResult]] = {}
     for r in results:
         by_student.setdefault(r.student, []).append(r)
     files = feedback_names(list(by_student))
     for student, rs in by_student.items():
-        (out / "feedback" / files[student]).write_text(feedback_html(student, rs), encoding="utf-8")
-    (out / "feedback" / "index.csv").write_text("student,feedback\n" + "".join(
+        (feedback / files[student]).write_text(feedback_html(student, rs), encoding="utf-8")
+    (feedback / "index.csv").write_text("student,feedback\n" + "".join(
         f"{_csv_quote(_csv_cell(s))},{files[s]}\n" for s in by_student), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
-    return len(by_student)
+    writable_beside(out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    return grades
 
 
 def _csv_quote(value: str) -> str:
