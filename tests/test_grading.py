@@ -257,7 +257,9 @@ def test_a_cell_that_never_finishes_is_not_graded_with_the_reason(batch, student
     assert status(batch, student, "adjust_contrast")[0] == "passed"
 
 
-def test_a_submission_that_rewrites_the_course_stops_the_batch(tmp_path, capsys):
+def test_a_submission_that_rewrites_the_course_stops_the_batch(tmp_path, capsys, monkeypatch):
+    """Without the sandbox (which makes the course read-only: tests/test_sandbox.py), the grader notices."""
+    monkeypatch.setenv("GENIMG_SANDBOX", "0")
     root = tmp_path / "course"
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     subs = tmp_path / "subs"

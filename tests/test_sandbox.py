@@ -140,6 +140,16 @@ def build(folder: Path, out: Path, port: int, tag: str) -> dict[str, Path]:
         "shared": solved_submission(normalize=with_top("normalize", SHARED_MAPPING)),
         "children": solved_submission(normalize=with_top("normalize", CHILDREN_MEMORY)),
         "forks": solved_submission(normalize=with_top("normalize", fork_many(sleeper(tag)))),
+        "orphan": solved_submission(normalize=with_top("normalize", f"""
+            import os, signal, subprocess
+            subprocess.Popen(["sleep", {sleeper("orphan" + tag)!r}])  # an ordinary child, then its grader killed
+            for pid in [os.getppid()] + [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+                try:
+                    if pid == os.getppid() or b"grader\\x00worker" in open(f"/proc/{{pid}}/cmdline", "rb").read():
+                        os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            """)),
         "gradebook": solved_submission(normalize=with_top("normalize", f"""
             import os
             os.makedirs({str(out / "grades.csv")!r}, exist_ok=True)
@@ -225,6 +235,11 @@ def test_a_fork_bomb_is_stopped_and_leaves_nothing(boxed):
     r = boxed["results"]["forks"]
     assert "more than 64 processes" in r["problem"], r["problem"]
     assert not leftovers(sleeper(boxed["tag"]))
+
+
+def test_a_kernel_cannot_kill_its_grader_and_its_child_does_not_survive(boxed):
+    assert total(boxed, "orphan") == MAX  # its worker was out of reach: the notebook ran to the end
+    assert not leftovers(sleeper("orphan" + boxed["tag"]))
 
 
 def test_the_gradebook_cannot_be_turned_into_a_folder(boxed):

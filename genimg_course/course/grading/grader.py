@@ -539,7 +539,12 @@ def _run_process(module_args: list[str], cwd: Path, env: dict, seconds: float,
         if why:
             problems.append(why)
     finally:
-        sandbox.kill_tree(proc.pid)  # the process, its kernel and anything they started that is still below it
+        if proc.poll() is None:  # still running (interrupted): everything below it, while its pid is still its own
+            sandbox.kill_tree(proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what is left of its process group (the group outlives a reaped pid)
+        except ProcessLookupError:
+            pass
         proc.wait()
         _RUNNING.discard(proc.pid)
     return problems

@@ -169,14 +169,22 @@ def memory_mb(pid: int) -> float:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL ``pid``'s process group and every process below it (stopped first, so none forks meanwhile)."""
-    pids = tree(pid)
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGSTOP)
-        except OSError:
-            pass
-    for p in tree(pid) + pids:
+    """SIGKILL ``pid``'s process group and every process below it. Each is stopped first, and the tree read again
+    until no new process appears (a signal takes effect asynchronously: a process still forking when it was read
+    would otherwise leave a child to init), then all are killed."""
+    seen: set[int] = set()
+    for _ in range(50):
+        new = set(tree(pid)) - seen
+        if not new:
+            break
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except OSError:
+                pass
+        seen |= new
+        time.sleep(0.005)
+    for p in seen:
         try:
             os.kill(p, signal.SIGKILL)
         except OSError:
