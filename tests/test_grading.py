@@ -454,3 +454,27 @@ def test_the_lessons_last_cell_in_a_real_kernel_sees_an_unsaved_edit(tmp_path):
     out = "".join(o.get("text", "") for o in ran.cells[-1].outputs)
     assert f"total: 5 / {MAX} points" in out, out
     assert out.count("is not the one your kernel ran") == 1 and "`gray_world` is not the one" in out, out
+
+
+def test_copying_or_saving_a_tensor_is_not_tampering():
+    """copyreg caches __slotnames__ in torch.Tensor the first time a tensor is copied or saved (lesson 06 does):
+    a solved notebook was marked 'tampering' for it. Replacing a Tensor method still is."""
+    import copy
+    import io
+
+    import torch
+
+    from genimg_course.course.grading import kernel
+
+    if "__slotnames__" in vars(torch.Tensor):  # as in a fresh kernel
+        delattr(torch.Tensor, "__slotnames__")
+    kernel.take_fingerprint()
+    copy.copy(torch.zeros(2))
+    torch.save(torch.zeros(2), io.BytesIO())
+    assert "__slotnames__" in vars(torch.Tensor) and kernel.tampered() == []
+    real = torch.Tensor.allclose
+    try:
+        torch.Tensor.allclose = lambda *a, **k: True
+        assert kernel.tampered() == ["Tensor.allclose"]
+    finally:
+        torch.Tensor.allclose = real

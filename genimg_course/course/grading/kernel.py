@@ -19,6 +19,9 @@ _FINGERPRINT: dict[str, tuple] = {}
 WATCHED_MODULES = ("torch", "torch.nn.functional", "torch.testing", "torch.distributions", "torch.autograd",
                    "numpy", "numpy.linalg", "scipy.linalg", "builtins", "torchvision.transforms.v2.functional")
 VOLATILE = {"builtins.input", "builtins.raw_input", "builtins.getpass"}  # ipykernel rebinds these every cell
+# caches Python itself writes into a class: copyreg stores __slotnames__ the first time an instance is pickled or
+# copied (torch.save(tensor), copy.copy(tensor)): a solved lesson 06 was marked 'tampering' for it
+CLASS_CACHES = {"__slotnames__"}
 
 
 def _watched():
@@ -44,6 +47,8 @@ def fingerprint() -> dict[str, tuple]:
     # every method of the classes a check computes with (torch.Tensor's are Python and can be replaced)
     for cls in (Tester, Exercise, torch.Tensor, torch.nn.Module, torch.optim.Optimizer, np.random.Generator):
         for attr, value in list(vars(cls).items()):
+            if attr in CLASS_CACHES:
+                continue
             prints[f"{cls.__qualname__}.{attr}"] = (id(value), id(getattr(value, "__code__", None)))
     for name, ex in EXERCISES.items():
         prints[f"EXERCISES[{name!r}]"] = (id(ex), id(ex.tests), id(ex.tests.__code__), id(ex.reference),
