@@ -223,21 +223,25 @@ def _digits(split: str) -> ImageTensorDataset:
 
 
 # ----------------------------------------------------------------------------- shapes
-def draw_shape(shape: str, size: int, rng: np.random.Generator, supersample: int = 4) -> np.ndarray:
+def draw_shape(shape: str, size: int, rng: np.random.Generator, supersample: int = 4, *, colour=None,
+               background=None, radius: float | None = None, centre: tuple[float, float] | None = None) -> np.ndarray:
     """Draw one shape of random colour, size and position on a random background.
 
     Returns a uint8 array (size, size, 3). Drawn at ``supersample`` x the size and
     downsampled with a Lanczos filter, so edges are anti-aliased like a photograph's.
+    ``colour``, ``background`` (RGB 0–255), ``radius`` and ``centre`` (fractions of the image side) fix what
+    is otherwise random (lesson 08's captioned shapes); the angle stays random. Without them the random
+    numbers drawn are exactly those of the ``shapes`` dataset.
     """
     s = size * supersample
-    bg = rng.integers(0, 256, 3)
-    fg = rng.integers(0, 256, 3)
-    while np.abs(fg.astype(int) - bg.astype(int)).sum() < 200:  # keep the shape visible
+    bg = rng.integers(0, 256, 3) if background is None else np.asarray(background)
+    fg = rng.integers(0, 256, 3) if colour is None else np.asarray(colour)
+    while colour is None and np.abs(fg.astype(int) - bg.astype(int)).sum() < 200:  # keep the shape visible
         fg = rng.integers(0, 256, 3)
     img = Image.new("RGB", (s, s), tuple(int(v) for v in bg))
     draw = ImageDraw.Draw(img)
-    r = rng.uniform(0.18, 0.38) * s  # "radius" of the shape
-    cx, cy = rng.uniform(r + 1, s - r - 1, 2)
+    r = (rng.uniform(0.18, 0.38) if radius is None else radius) * s  # "radius" of the shape
+    cx, cy = rng.uniform(r + 1, s - r - 1, 2) if centre is None else (centre[0] * s, centre[1] * s)
     angle = rng.uniform(0, 2 * np.pi)
     colour = tuple(int(v) for v in fg)
 
