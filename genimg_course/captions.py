@@ -130,17 +130,19 @@ def caption(scene: Scene, rng: np.random.Generator | None = None, drop: float = 
 
 
 def vocabulary() -> tuple[str, ...]:
-    """Every word a caption can hold, sorted; index 0 is the padding token, 1 the unknown-word token."""
+    """Every word a caption can hold, sorted; index 0 is the padding token, 1 the empty caption (what classifier-free
+    guidance's unconditional model is given: ``tokenize("")``)."""
     words = {"a", "an", ","}
     words.update(SHAPES, COLOURS)
     for options in (*SIZE_WORDS.values(), *POSITION_WORDS.values(), BACKGROUND_WORDS):
         for text in options:
             words.update(text.replace("{}", "").replace(",", " , ").split())
-    return ("<pad>", "<unk>", *sorted(words))
+    return ("<pad>", "<empty>", *sorted(words))
 
 
 VOCAB = vocabulary()
 WORD_INDEX = {w: i for i, w in enumerate(VOCAB)}
+PAD, EMPTY = 0, 1
 
 
 def words(text: str) -> list[str]:
@@ -149,8 +151,8 @@ def words(text: str) -> list[str]:
 
 
 def tokenize(texts: list[str] | str, length: int | None = None) -> torch.Tensor:
-    """Captions as token indices (N, L), padded with 0 to the longest (or ``length``). An unknown word is a
-    ValueError naming it, its caption and the vocabulary."""
+    """Captions as token indices (N, L), padded with 0 (``PAD``) to the longest (or ``length``); the empty caption
+    is the one token ``EMPTY``. An unknown word is a ValueError naming it, its caption and the vocabulary."""
     texts = [texts] if isinstance(texts, str) else list(texts)
     rows = []
     for text in texts:
@@ -158,7 +160,7 @@ def tokenize(texts: list[str] | str, length: int | None = None) -> torch.Tensor:
         if unknown:
             raise ValueError(f"unknown word {unknown[0]!r} in the prompt {text!r}; the vocabulary is: "
                              f"{' '.join(w for w in VOCAB[2:] if w != ',')} (and the comma)")
-        rows.append([WORD_INDEX[w] for w in words(text)])
+        rows.append([WORD_INDEX[w] for w in words(text)] or [EMPTY])
     width = max([len(r) for r in rows] + [length or 0, 1])
     if length is not None and width > length:
         raise ValueError(f"a caption has {width} words, more than length={length}")

@@ -71,6 +71,7 @@ def test_tokens():
     with pytest.raises(ValueError, match=r"unknown word 'purplish' in the prompt 'a purplish star'; the vocabulary "
                                          r"is: .*purple"):
         C.tokenize(["a red star", "a purplish star"])
+    assert C.tokenize(["", "a star"]).tolist() == [[C.EMPTY, 0], [C.WORD_INDEX["a"], C.WORD_INDEX["star"]]]
     with pytest.raises(ValueError, match="more than length=2"):
         C.tokenize("a red star", length=2)
 

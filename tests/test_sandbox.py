@@ -145,7 +145,7 @@ def build(folder: Path, out: Path, port: int, tag: str) -> dict[str, Path]:
             subprocess.Popen(["sleep", {sleeper("orphan" + tag)!r}])  # an ordinary child, then its grader killed
             for pid in [os.getppid()] + [int(p) for p in os.listdir("/proc") if p.isdigit()]:
                 try:
-                    if pid == os.getppid() or b"grader\\x00worker" in open(f"/proc/{{pid}}/cmdline", "rb").read():
+                    if pid == os.getppid() or b"grading.worker" in open(f"/proc/{{pid}}/cmdline", "rb").read():
                         os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
