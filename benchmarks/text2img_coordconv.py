@@ -2,7 +2,7 @@
 [-1, 1]; CoordConv), everything else the same (seed, data, budget, sampler, reader training)."""
 import sys, json, torch
 import torch.nn as nn
-sys.argv = ["bench_text2img.py", "--reader-seconds", "120", "--flow-seconds", "240", "--record", "benchmarks/records/text2img_coordconv.json"]
+ARGV = ["bench_text2img.py", "--reader-seconds", "120", "--flow-seconds", "240", "--record", "benchmarks/records/text2img_coordconv.json"]
 from genimg_course import text2img as T
 
 class CoordUNet(T.TextUNet):
@@ -18,5 +18,8 @@ class CoordUNet(T.TextUNet):
 # TextFlow builds its network from text2img.TextUNet at construction time: the experiment swaps the class in
 T.TextUNet = CoordUNet
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import bench_text2img
-bench_text2img.main()
+if __name__ == "__main__":
+    import bench_text2img
+
+    sys.argv = ARGV
+    bench_text2img.main()
