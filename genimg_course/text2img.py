@@ -256,6 +256,7 @@ def train_text_flow(model: TextFlow, images: torch.Tensor, texts: list[str], epo
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses, start = [], time.perf_counter()
+    out_of_time = lambda: max_seconds is not None and time.perf_counter() - start > max_seconds
     for _ in range(epochs):
         for idx in torch.randperm(len(images), generator=g).split(batch_size):
             loss = model.loss(images[idx].to(device), tokens[idx].to(device), g)
@@ -264,11 +265,10 @@ def train_text_flow(model: TextFlow, images: torch.Tensor, texts: list[str], epo
             opt.step()
             diffusion.ema_update(ema, model, min(ema_decay, (1 + len(losses)) / (10 + len(losses))))
             losses.append(loss.item())
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            if out_of_time():
                 break
-        else:
-            continue
-        break
+        if out_of_time():
+            break
     model.load_state_dict(ema.state_dict())
     model.eval()
     return {"loss": losses, "seconds": time.perf_counter() - start, "config": asdict(model.config)}

@@ -47,8 +47,25 @@ class Report:
 
 # ----------------------------------------------------------------------------- what the saved file shows
 def _parse(source: str) -> ast.Module | None:
+    """``ast.parse`` one thread at a time (``grader.parse_source``: CPython 3.11's AST constructor is not
+    thread-safe, and checks run in threads), None for a syntax error."""
+    from genimg_course.course.grading.grader import parse_source
+
     try:
-        return ast.parse(source)
+        return parse_source(source)
+    except SyntaxError:
+        return None
+
+
+def _definitions(source: str) -> tuple[str, list[int]] | None:
+    """``answers.definitions`` (what of an answer cell the grader runs, and the lines it drops) under the same
+    lock; None for a syntax error."""
+    from genimg_course.course.grading.answers import definitions
+    from genimg_course.course.grading.grader import PARSE_LOCK
+
+    try:
+        with PARSE_LOCK:
+            return definitions(source)
     except SyntaxError:
         return None
 
@@ -76,13 +93,10 @@ def top_level_names(source: str) -> set[str]:
 def used_globals(source: str) -> set[str]:
     """The global names an answer cell's definitions read (in function and class bodies, defaults, decorators),
     less the names the cell's own definitions bind; ``symtable`` does the scoping (Python's own rules)."""
-    from genimg_course.course.grading.answers import definitions
-
-    try:
-        kept, _ = definitions(source)
-        table = symtable.symtable(kept, "<answer>", "exec")
-    except SyntaxError:
+    parsed = _definitions(source)
+    if parsed is None:
         return set()
+    table = symtable.symtable(parsed[0], "<answer>", "exec")
     bound = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
     used = {s.get_name() for s in table.get_symbols() if s.is_referenced()}
 
@@ -216,13 +230,8 @@ def check_notebook(path, root: Path | None = None, live: dict[str, str] | None =
             continue
         index = answer_cells[ex.name]
         source = cells[index].source
-        from genimg_course.course.grading.answers import definitions
-
-        try:
-            _, dropped = definitions(source)
-        except SyntaxError:
-            dropped = []
-        kept_here = top_level_names(definitions(source)[0]) if _parse(source) else set()
+        kept, dropped = _definitions(source) or ("", [])
+        kept_here = top_level_names(kept)
         for name in sorted(used_globals(source) - available):
             why.append(_where_defined(name, ex.name, index, cells, answer_cells, source, dropped, live))
         available |= kept_here

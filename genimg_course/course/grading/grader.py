@@ -82,12 +82,12 @@ def released_notebooks(root: Path) -> dict[str, nbformat.NotebookNode]:
 # Submissions are graded in threads (-j N), and CPython 3.11 keeps the AST constructor's recursion
 # counter in state shared by all threads: two ast.parse calls at once can fail with "SystemError: AST
 # constructor recursion depth mismatch" (seen here under pytest; CPython gh-106905). One parse at a time.
-_PARSE_LOCK = threading.Lock()
+PARSE_LOCK = threading.Lock()  # (public: the check before hand-in parses in threads too)
 
 
 def parse_source(source: str) -> ast.Module:
     """``ast.parse``, one thread at a time (raises SyntaxError like it)."""
-    with _PARSE_LOCK:
+    with PARSE_LOCK:
         return ast.parse(source)
 
 
